@@ -1,0 +1,162 @@
+"""Every ``HAVN_*`` configuration key of the extension, with its default.
+
+Keys are read once, at ``init_app``: ``app.config`` wins, then the process
+environment (``HAVN_API_KEY=… flask run`` works), then the constructor's
+options, then the defaults below. Later changes to ``app.config`` are not seen.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from .errors import HAVNConfigError
+
+__all__ = ["HAVNConfig", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
+
+#: Development credentials of the embedded sandbox (public on purpose: never use them for real).
+SANDBOX_API_KEY = "sandbox-api-key"
+SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
+#: Base URL the embedded sandbox answers on, in-process (never resolved by DNS).
+SANDBOX_BASE_URL = "http://havn-sandbox.invalid"
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+def _non_negative_float(value: Any) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _optional_str(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _prefix(value: Any) -> str:
+    text = "/" + str(value).strip().strip("/")
+    return "" if text == "/" else text
+
+
+def _url(value: Any) -> str:
+    return str(value).strip().rstrip("/")
+
+
+@dataclass(frozen=True)
+class HAVNConfig:
+    """The extension's settings for one app, read once at ``init_app``."""
+
+    #: ``HAVN_API_KEY`` — sent as ``X-API-Key``. Required unless the sandbox is on.
+    api_key: Optional[str] = field(default=None, repr=False)
+    #: ``HAVN_WEBHOOK_SECRET`` — HMAC key of ``X-Signature`` and of inbound events.
+    webhook_secret: Optional[str] = field(default=None, repr=False)
+    #: ``HAVN_BASE_URL`` — where HAVN's API lives.
+    base_url: str = "https://api.havn.com"
+    #: ``HAVN_TIMEOUT`` — seconds for connecting and for reading each answer.
+    timeout: float = 30.0
+    #: ``HAVN_MAX_RETRIES`` — retries after the first attempt (connection errors, 429, 5xx).
+    max_retries: int = 3
+    #: ``HAVN_BACKOFF_FACTOR`` — base of the exponential backoff, in seconds.
+    backoff_factor: float = 0.5
+    #: ``HAVN_TEST_MODE`` — send ``X-Test-Mode: true``: HAVN validates but persists nothing.
+    test_mode: bool = False
+    #: ``HAVN_PAYMENT_GATEWAY`` — gateway label sent when a payment names none.
+    payment_gateway: str = "MANUAL"
+    #: ``HAVN_BULK_MAX_SIZE`` — users per bulk user-sync request.
+    bulk_max_size: int = 50
+    #: ``HAVN_URL_PREFIX`` — where the blueprint's routes are mounted.
+    url_prefix: str = "/havn"
+    #: ``HAVN_SANDBOX`` — talk to an embedded, in-process HAVN sandbox instead of HAVN.
+    sandbox: bool = False
+
+    @classmethod
+    def from_app_config(
+        cls, config: Mapping[str, Any], options: Optional[Mapping[str, Any]] = None,
+        environ: Optional[Mapping[str, str]] = None,
+    ) -> "HAVNConfig":
+        """Resolve every key from ``config``, then ``environ``, then ``options``, then defaults."""
+        env = os.environ if environ is None else environ
+        opts = dict(options or {})
+        values: Dict[str, Any] = {}
+        for f in fields(cls):
+            key = "HAVN_" + f.name.upper()
+            if key in config:
+                raw = config[key]
+            elif key in env:
+                raw = env[key]
+            elif f.name in opts:
+                raw = opts.pop(f.name)
+            else:
+                continue
+            opts.pop(f.name, None)
+            try:
+                values[f.name] = _PARSERS[f.name](raw)
+            except (TypeError, ValueError) as exc:
+                shown = "<hidden>" if f.name in ("api_key", "webhook_secret") else repr(raw)
+                raise HAVNConfigError(f"{key} = {shown} is invalid ({exc}); fix it in app.config or the environment") from None
+        if opts:
+            raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; see the configuration table in the README")
+        return cls(**values)
+
+    def require_credentials(self) -> None:
+        """Raise naming the first missing credential (unless the sandbox is on)."""
+        if self.sandbox:
+            return
+        for key, value in (("HAVN_API_KEY", self.api_key), ("HAVN_WEBHOOK_SECRET", self.webhook_secret)):
+            if not value:
+                raise HAVNConfigError(
+                    f"{key} is not set. Set app.config[{key!r}] or the {key} environment variable, "
+                    "or set HAVN_SANDBOX = True to use the embedded sandbox."
+                )
+
+
+_PARSERS: Dict[str, Callable[[Any], Any]] = {
+    "api_key": _optional_str,
+    "webhook_secret": _optional_str,
+    "base_url": _url,
+    "timeout": _positive_float,
+    "max_retries": _non_negative_int,
+    "backoff_factor": _non_negative_float,
+    "test_mode": _bool,
+    "payment_gateway": lambda v: str(v).strip().upper(),
+    "bulk_max_size": _positive_int,
+    "url_prefix": _prefix,
+    "sandbox": _bool,
+}
+
+#: Default of every key, by its ``HAVN_*`` name (for docs and ``app.config.setdefault``).
+DEFAULTS: Dict[str, Any] = {"HAVN_" + f.name.upper(): f.default for f in fields(HAVNConfig)}

@@ -1,0 +1,143 @@
+"""The one error tree of flask_havn.
+
+Every error has ``.message`` (what went wrong and what to do) and
+``.status_code`` (the HTTP status when one applies, else ``None``)::
+
+    HAVNError
+    ├── HAVNConfigError          the extension or client is set up wrongly
+    ├── HAVNValidationError      a value broke a payload rule; nothing was sent
+    ├── HAVNNetworkError         no answer: connection failed or timed out
+    ├── HAVNAPIError             HAVN answered with an error status
+    │   ├── HAVNAuthError        401: wrong API key or webhook secret
+    │   ├── HAVNNotFoundError    404: unknown referral code, voucher or user
+    │   ├── HAVNConflictError    409: same idempotent identity, different content
+    │   └── HAVNRateLimitError   429: too many requests (after our retries)
+    └── WebhookVerificationError an inbound webhook failed verification
+
+No error message, ``str()`` or ``repr()`` ever contains the API key or the
+webhook secret.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "HAVNError",
+    "HAVNConfigError",
+    "HAVNValidationError",
+    "HAVNNetworkError",
+    "HAVNAPIError",
+    "HAVNAuthError",
+    "HAVNNotFoundError",
+    "HAVNConflictError",
+    "HAVNRateLimitError",
+    "WebhookVerificationError",
+]
+
+
+class HAVNError(Exception):
+    """Root of every flask_havn error; ``except HAVNError as e: e.message, e.status_code``."""
+
+    status_code: Optional[int] = None
+
+    def __init__(self, message: str, *, status_code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r})"
+
+
+class HAVNConfigError(HAVNError):
+    """The extension or client is configured wrongly (raised at set-up, not per call)."""
+
+
+class HAVNValidationError(HAVNError, ValueError):
+    """A value breaks a HAVN payload rule; raised before any request is sent.
+
+    ``.field`` names the offending field (``"amount"``, ``"users[3].email"``…).
+    """
+
+    status_code = 400
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+class HAVNNetworkError(HAVNError):
+    """HAVN could not be reached or did not answer in time (after retries)."""
+
+
+class HAVNAPIError(HAVNError):
+    """HAVN answered with an error status.
+
+    ``.error_type`` is HAVN's ``error`` field, ``.response`` the parsed JSON body
+    (or ``None``), ``.request_id`` the ``X-Request-Id`` header when HAVN sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: Optional[int] = None,
+        error_type: Optional[str] = None,
+        response: Optional[Mapping[str, Any]] = None,
+        request_id: Optional[str] = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.error_type = error_type
+        self.response = response
+        self.request_id = request_id
+
+
+class HAVNAuthError(HAVNAPIError):
+    """401: HAVN rejected the API key or the request signature.
+
+    Check ``HAVN_API_KEY`` and ``HAVN_WEBHOOK_SECRET`` (no stray whitespace).
+    """
+
+    status_code = 401
+
+
+class HAVNNotFoundError(HAVNAPIError):
+    """404: HAVN does not know the referral code, voucher or user named in the request."""
+
+    status_code = 404
+
+
+class HAVNConflictError(HAVNAPIError):
+    """409: HAVN already holds a different transaction under this idempotent identity."""
+
+    status_code = 409
+
+
+class HAVNRateLimitError(HAVNAPIError):
+    """429 after the client's retries; ``.retry_after`` seconds until the window resets."""
+
+    status_code = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: Optional[float] = None,
+        limit: Optional[int] = None,
+        remaining: Optional[int] = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("status_code", 429)
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.limit = limit
+        self.remaining = remaining
+
+
+class WebhookVerificationError(HAVNError):
+    """An inbound webhook failed verification; ``.status_code`` is 400, 401 or 413."""
+
+    def __init__(self, message: str, *, status_code: int = 401) -> None:
+        super().__init__(message, status_code=status_code)

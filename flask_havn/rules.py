@@ -1,0 +1,121 @@
+"""HAVN's payload rules (havn-contract.md §3), shared by the client and the sandbox.
+
+Each function checks one value and returns it normalised the way the official
+SDK puts it on the wire, or raises :class:`HAVNValidationError` naming the
+field. No Flask, no I/O.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Optional
+
+from .currency import SUPPORTED_CURRENCIES
+from .errors import HAVNValidationError
+
+__all__ = [
+    "MAX_AMOUNT",
+    "MAX_CUSTOM_FIELDS",
+    "CUSTOMER_TYPES",
+    "check_amount",
+    "check_email",
+    "check_currency",
+    "check_custom_fields",
+    "check_code",
+    "check_text",
+    "check_bool",
+    "check_country_code",
+    "optional_code",
+]
+
+#: Largest amount HAVN accepts, in raw minor units ("$10M" in cents).
+MAX_AMOUNT = 1_000_000_000
+#: Most entries ``custom_fields`` may hold.
+MAX_CUSTOM_FIELDS = 3
+CUSTOMER_TYPES = ("NEW_CUSTOMER", "RECURRING")
+_EMAIL = re.compile(r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$")
+
+
+def check_amount(value: Any, field: str = "amount") -> int:
+    """An integer number of minor units, 1 … 1,000,000,000."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise HAVNValidationError(field, "must be an integer number of minor units (e.g. cents), not "
+                                  f"{type(value).__name__}")
+    if value <= 0:
+        raise HAVNValidationError(field, "must be greater than 0")
+    if value > MAX_AMOUNT:
+        raise HAVNValidationError(field, f"must be at most {MAX_AMOUNT} minor units")
+    return value
+
+
+def check_email(value: Any, field: str = "email") -> str:
+    """An address matching HAVN's pattern; returned unchanged (HAVN does not normalise)."""
+    if not isinstance(value, str) or not _EMAIL.match(value):
+        raise HAVNValidationError(field, "must be a valid email address like name@example.com")
+    return value
+
+
+def check_currency(value: Any, field: str = "currency") -> str:
+    """Stripped, upper-cased and one of HAVN's 26 currencies."""
+    if not isinstance(value, str):
+        raise HAVNValidationError(field, "must be a 3-letter currency code such as USD")
+    code = value.strip().upper()
+    if code not in SUPPORTED_CURRENCIES:
+        raise HAVNValidationError(
+            field, f"{code!r} is not supported by HAVN; use one of {', '.join(sorted(SUPPORTED_CURRENCIES))}"
+        )
+    return code
+
+
+def check_custom_fields(value: Any, field: str = "custom_fields") -> dict:
+    """At most 3 entries, string keys, scalar (str/int/float/bool) values."""
+    if not isinstance(value, Mapping):
+        raise HAVNValidationError(field, "must be an object of at most 3 key/value pairs")
+    if len(value) > MAX_CUSTOM_FIELDS:
+        raise HAVNValidationError(field, f"HAVN accepts at most {MAX_CUSTOM_FIELDS} entries, got {len(value)}; "
+                                  "drop some fields")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise HAVNValidationError(field, "keys must be strings")
+        if item is None or not isinstance(item, (str, int, float, bool)):
+            raise HAVNValidationError(f"{field}.{key}", "values must be a string, number or boolean")
+    return dict(value)
+
+
+def check_code(value: Any, field: str = "referral_code", *, upper: bool = False) -> str:
+    """A referral/upline code: 3 … 50 characters, not blank (stripped; optionally upper-cased)."""
+    if not isinstance(value, str) or not value.strip():
+        raise HAVNValidationError(field, "must be a non-empty code such as HAVN-MJ-001")
+    code = value.strip()
+    if upper:
+        code = code.upper()
+    if not 3 <= len(code) <= 50:
+        raise HAVNValidationError(field, "must be 3 to 50 characters long")
+    return code
+
+
+def optional_code(value: Any, field: str, *, upper: bool = False) -> Optional[str]:
+    """:func:`check_code` for an optional code: ``None`` stays ``None``."""
+    return None if value is None else check_code(value, field, upper=upper)
+
+
+def check_text(value: Any, field: str, *, max_length: int, strip: bool = False) -> str:
+    """A non-blank string of at most ``max_length`` characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise HAVNValidationError(field, "must be a non-empty string")
+    if len(value) > max_length:
+        raise HAVNValidationError(field, f"must be at most {max_length} characters")
+    return value.strip() if strip else value
+
+
+def check_bool(value: Any, field: str) -> bool:
+    """A real boolean (``1`` or ``"true"`` are refused)."""
+    if not isinstance(value, bool):
+        raise HAVNValidationError(field, "must be true or false")
+    return value
+
+
+def check_country_code(value: Any, field: str = "country_code") -> str:
+    """Two upper-case letters (ISO 3166-1 alpha-2)."""
+    if not isinstance(value, str) or len(value) != 2 or not value.isalpha() or not value.isupper():
+        raise HAVNValidationError(field, "must be a 2-letter upper-case country code such as ID")
+    return value
