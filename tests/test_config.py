@@ -1,0 +1,58 @@
+"""HAVN_* keys: precedence, parsing, defaults, credential checks."""
+from __future__ import annotations
+
+import pytest
+
+from flask_havn.config import DEFAULTS, HAVNConfig
+from flask_havn.errors import HAVNConfigError
+
+
+def test_defaults_match_the_documented_table():
+    assert DEFAULTS == {
+        "HAVN_API_KEY": None, "HAVN_WEBHOOK_SECRET": None, "HAVN_BASE_URL": "https://api.havn.com",
+        "HAVN_TIMEOUT": 30.0, "HAVN_MAX_RETRIES": 3, "HAVN_BACKOFF_FACTOR": 0.5, "HAVN_TEST_MODE": False,
+        "HAVN_PAYMENT_GATEWAY": "MANUAL", "HAVN_BULK_MAX_SIZE": 50, "HAVN_URL_PREFIX": "/havn",
+        "HAVN_SANDBOX": False,
+    }
+
+
+def test_app_config_beats_environment_beats_options():
+    config = HAVNConfig.from_app_config(
+        {"HAVN_TIMEOUT": 5}, {"timeout": 7, "max_retries": 9, "test_mode": True},
+        environ={"HAVN_TIMEOUT": "6", "HAVN_MAX_RETRIES": "1", "HAVN_API_KEY": "from-env"},
+    )
+    assert (config.timeout, config.max_retries, config.test_mode, config.api_key) == (5.0, 1, True, "from-env")
+
+
+def test_environment_strings_are_parsed():
+    config = HAVNConfig.from_app_config({}, environ={
+        "HAVN_TEST_MODE": "true", "HAVN_SANDBOX": "0", "HAVN_BASE_URL": "http://x/", "HAVN_URL_PREFIX": "api/havn/",
+        "HAVN_PAYMENT_GATEWAY": " stripe ",
+    })
+    assert (config.test_mode, config.sandbox, config.base_url) == (True, False, "http://x")
+    assert (config.url_prefix, config.payment_gateway) == ("/api/havn", "STRIPE")
+
+
+@pytest.mark.parametrize("key, value", [("HAVN_TIMEOUT", "0"), ("HAVN_MAX_RETRIES", "-1"), ("HAVN_TEST_MODE", "maybe"),
+                                        ("HAVN_BULK_MAX_SIZE", "0"), ("HAVN_BACKOFF_FACTOR", "fast")])
+def test_invalid_values_name_the_key(key, value):
+    with pytest.raises(HAVNConfigError, match=key):
+        HAVNConfig.from_app_config({key: value}, environ={})
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(HAVNConfigError, match="api_kee"):
+        HAVNConfig.from_app_config({}, {"api_kee": "x"}, environ={})
+
+
+def test_missing_credentials_name_the_key_unless_sandbox():
+    with pytest.raises(HAVNConfigError, match="HAVN_API_KEY"):
+        HAVNConfig.from_app_config({}, environ={}).require_credentials()
+    with pytest.raises(HAVNConfigError, match="HAVN_WEBHOOK_SECRET"):
+        HAVNConfig.from_app_config({"HAVN_API_KEY": "k"}, environ={}).require_credentials()
+    HAVNConfig.from_app_config({"HAVN_SANDBOX": True}, environ={}).require_credentials()
+
+
+def test_secrets_never_in_repr_or_errors():
+    config = HAVNConfig.from_app_config({"HAVN_API_KEY": "key-123", "HAVN_WEBHOOK_SECRET": "sec-456"}, environ={})
+    assert "key-123" not in repr(config) and "sec-456" not in repr(config)
