@@ -28,3 +28,16 @@ __all__ = [
     "HAVNRateLimitError",
     "WebhookVerificationError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Transitional: the extension and client are imported on first use.
+    if name in ("HAVN", "current_havn"):
+        from . import extension
+
+        return getattr(extension, name)
+    if name == "HAVNClient":
+        from .client import HAVNClient
+
+        return HAVNClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

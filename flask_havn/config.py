@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .errors import HAVNConfigError
 
@@ -76,6 +76,20 @@ def _url(value: Any) -> str:
     return str(value).strip().rstrip("/")
 
 
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"choose one of {', '.join(allowed)}")
+        return text
+    return parse
+
+
+def _secrets(value: Any) -> Tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
 @dataclass(frozen=True)
 class HAVNConfig:
     """The extension's settings for one app, read once at ``init_app``."""
@@ -102,6 +116,23 @@ class HAVNConfig:
     url_prefix: str = "/havn"
     #: ``HAVN_SANDBOX`` — talk to an embedded, in-process HAVN sandbox instead of HAVN.
     sandbox: bool = False
+    #: ``HAVN_DELIVERY`` — ``"inline"`` (send right after the payment commits) or ``"worker"``
+    #: (only ``flask havn deliver`` sends).
+    delivery: str = "inline"
+    #: ``HAVN_DELIVERY_MAX_ATTEMPTS`` — delivery attempts of one payment before it is ``dead``.
+    delivery_max_attempts: int = 8
+    #: ``HAVN_DELIVERY_BACKOFF`` — seconds before the first re-attempt; doubles each time.
+    delivery_backoff: float = 30.0
+    #: ``HAVN_DELIVERY_MAX_BACKOFF`` — longest wait between two attempts, in seconds.
+    delivery_max_backoff: float = 6 * 3600.0
+    #: ``HAVN_WEBHOOK_PATH`` — path of the inbound webhook endpoint, under ``HAVN_URL_PREFIX``.
+    webhook_path: str = "/webhooks"
+    #: ``HAVN_WEBHOOK_SECRETS`` — extra secrets accepted on inbound events (rotation).
+    webhook_secrets: Tuple[str, ...] = field(default=(), repr=False)
+    #: ``HAVN_WEBHOOK_TOLERANCE`` — seconds an event's timestamp may be off, either way.
+    webhook_tolerance: int = 300
+    #: ``HAVN_WEBHOOK_MAX_BYTES`` — largest inbound event body accepted (else 413).
+    webhook_max_bytes: int = 256 * 1024
 
     @classmethod
     def from_app_config(
@@ -126,11 +157,17 @@ class HAVNConfig:
             try:
                 values[f.name] = _PARSERS[f.name](raw)
             except (TypeError, ValueError) as exc:
-                shown = "<hidden>" if f.name in ("api_key", "webhook_secret") else repr(raw)
+                shown = "<hidden>" if f.name in _SECRET_FIELDS else repr(raw)
                 raise HAVNConfigError(f"{key} = {shown} is invalid ({exc}); fix it in app.config or the environment") from None
         if opts:
             raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; see the configuration table in the README")
         return cls(**values)
+
+    @property
+    def inbound_secrets(self) -> Tuple[str, ...]:
+        """Every secret an inbound event may be signed with (rotation: any one matches)."""
+        first = (self.webhook_secret,) if self.webhook_secret else ()
+        return first + tuple(s for s in self.webhook_secrets if s != self.webhook_secret)
 
     def require_credentials(self) -> None:
         """Raise naming the first missing credential (unless the sandbox is on)."""
@@ -144,6 +181,8 @@ class HAVNConfig:
                 )
 
 
+_SECRET_FIELDS = ("api_key", "webhook_secret", "webhook_secrets")
+
 _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "api_key": _optional_str,
     "webhook_secret": _optional_str,
@@ -156,6 +195,14 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "bulk_max_size": _positive_int,
     "url_prefix": _prefix,
     "sandbox": _bool,
+    "delivery": _choice("inline", "worker"),
+    "delivery_max_attempts": _positive_int,
+    "delivery_backoff": _non_negative_float,
+    "delivery_max_backoff": _non_negative_float,
+    "webhook_path": _prefix,
+    "webhook_secrets": _secrets,
+    "webhook_tolerance": _positive_int,
+    "webhook_max_bytes": _positive_int,
 }
 
 #: Default of every key, by its ``HAVN_*`` name (for docs and ``app.config.setdefault``).

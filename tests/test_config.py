@@ -12,7 +12,9 @@ def test_defaults_match_the_documented_table():
         "HAVN_API_KEY": None, "HAVN_WEBHOOK_SECRET": None, "HAVN_BASE_URL": "https://api.havn.com",
         "HAVN_TIMEOUT": 30.0, "HAVN_MAX_RETRIES": 3, "HAVN_BACKOFF_FACTOR": 0.5, "HAVN_TEST_MODE": False,
         "HAVN_PAYMENT_GATEWAY": "MANUAL", "HAVN_BULK_MAX_SIZE": 50, "HAVN_URL_PREFIX": "/havn",
-        "HAVN_SANDBOX": False,
+        "HAVN_SANDBOX": False, "HAVN_DELIVERY": "inline", "HAVN_DELIVERY_MAX_ATTEMPTS": 8,
+        "HAVN_DELIVERY_BACKOFF": 30.0, "HAVN_DELIVERY_MAX_BACKOFF": 21600.0, "HAVN_WEBHOOK_PATH": "/webhooks",
+        "HAVN_WEBHOOK_SECRETS": (), "HAVN_WEBHOOK_TOLERANCE": 300, "HAVN_WEBHOOK_MAX_BYTES": 262144,
     }
 
 
@@ -56,3 +58,13 @@ def test_missing_credentials_name_the_key_unless_sandbox():
 def test_secrets_never_in_repr_or_errors():
     config = HAVNConfig.from_app_config({"HAVN_API_KEY": "key-123", "HAVN_WEBHOOK_SECRET": "sec-456"}, environ={})
     assert "key-123" not in repr(config) and "sec-456" not in repr(config)
+
+
+def test_rotation_secrets_and_choices():
+    config = HAVNConfig.from_app_config({"HAVN_WEBHOOK_SECRET": "new", "HAVN_WEBHOOK_SECRETS": "old, new,older",
+                                         "HAVN_DELIVERY": "Worker"}, environ={})
+    assert config.inbound_secrets == ("new", "old", "older")
+    assert config.delivery == "worker"
+    assert "old" not in repr(config)
+    with pytest.raises(HAVNConfigError, match="HAVN_DELIVERY"):
+        HAVNConfig.from_app_config({"HAVN_DELIVERY": "celery"}, environ={})

@@ -1,0 +1,178 @@
+"""flask_havn's tables, declared on the host's Flask-SQLAlchemy ``db`` (all named ``havn_*``).
+
+The extension never owns the host's metadata: :func:`build_models` declares
+the four models on ``db.Model`` once per ``db`` and caches them, so they show
+up in the host's ``db.create_all()`` and in Flask-Migrate/Alembic
+autogenerate like the host's own models. Reach them as ``havn.models.Payment``.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Type
+
+import sqlalchemy as sa
+
+__all__ = [
+    "Models",
+    "build_models",
+    "SYNC_STATES",
+    "MEMBER_ROLES",
+    "PAYMENT_STATUSES",
+    "DELIVERY_STATES",
+    "EVENT_STATUSES",
+    "utcnow",
+]
+
+#: Sync state of a project or member with HAVN.
+SYNC_STATES = ("pending", "synced", "failed")
+#: A member's HAVN role.
+MEMBER_ROLES = ("owner", "partner")
+#: The host's own view of a payment.
+PAYMENT_STATUSES = ("pending", "completed", "failed", "refunded", "cancelled")
+#: Where a payment stands with HAVN.
+DELIVERY_STATES = ("pending", "sending", "sent", "failed", "conversion_failed", "dead")
+#: What became of a received webhook event.
+EVENT_STATUSES = ("received", "processed", "ignored", "failed")
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (portable across SQLite and PostgreSQL ``TIMESTAMP`` columns)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The model classes bound to one host ``db``."""
+
+    Project: Type[Any]
+    ProjectMember: Type[Any]
+    Payment: Type[Any]
+    WebhookEvent: Type[Any]
+
+
+_BUILT: "weakref.WeakKeyDictionary[Any, Models]" = weakref.WeakKeyDictionary()
+
+
+def build_models(db: Any) -> Models:
+    """Declare (once) and return flask_havn's models on the Flask-SQLAlchemy ``db``."""
+    models = _BUILT.get(db)
+    if models is None:
+        models = _declare(db)
+        _BUILT[db] = models
+    return models
+
+
+def _declare(db: Any) -> Models:
+    class Project(db.Model):  # type: ignore[name-defined]
+        """A customer project (tenant) of the host; HAVN knows it as its owner's associate."""
+
+        __tablename__ = "havn_projects"
+        id = sa.Column(sa.Integer, primary_key=True)
+        name = sa.Column(sa.String(200), nullable=False)
+        #: The referral code this project was referred with (its upline); ``None``: platform revenue.
+        upline_referral_code = sa.Column(sa.String(50), nullable=True, index=True)
+        #: This project's own code, set by HAVN at sync; what it gives to projects it refers.
+        referral_code = sa.Column(sa.String(50), nullable=True, unique=True)
+        havn_associate_id = sa.Column(sa.String(64), nullable=True)
+        sync_state = sa.Column(sa.String(20), nullable=False, default="pending")
+        last_error = sa.Column(sa.Text, nullable=True)
+        synced_at = sa.Column(sa.DateTime, nullable=True)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+        def __repr__(self) -> str:
+            return f"<Project {self.id} {self.name!r} code={self.referral_code!r}>"
+
+    class ProjectMember(db.Model):  # type: ignore[name-defined]
+        """A person on a project's team, synced to HAVN as owner or partner."""
+
+        __tablename__ = "havn_project_members"
+        __table_args__ = (
+            sa.UniqueConstraint("project_id", "email_key", name="uq_havn_member_email"),
+            sa.Index("uq_havn_one_owner", "project_id", unique=True,
+                     sqlite_where=sa.text("role = 'owner'"), postgresql_where=sa.text("role = 'owner'")),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        project_id = sa.Column(sa.Integer, sa.ForeignKey("havn_projects.id", ondelete="CASCADE"), nullable=False,
+                               index=True)
+        email = sa.Column(sa.String(254), nullable=False)
+        #: Lower-cased email: one member per address per project, whatever its case.
+        email_key = sa.Column(sa.String(254), nullable=False)
+        name = sa.Column(sa.String(200), nullable=False)
+        role = sa.Column(sa.String(10), nullable=False, default="partner")
+        havn_user_id = sa.Column(sa.String(64), nullable=True)
+        sync_state = sa.Column(sa.String(20), nullable=False, default="pending")
+        last_error = sa.Column(sa.Text, nullable=True)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+        project = db.relationship(Project, backref=db.backref("members", lazy="select", cascade="all, delete-orphan"))
+
+        def __repr__(self) -> str:
+            return f"<ProjectMember {self.id} {self.role} project={self.project_id}>"
+
+    class Payment(db.Model):  # type: ignore[name-defined]
+        """A payment of a project and its delivery to HAVN (the outbox row)."""
+
+        __tablename__ = "havn_payments"
+        __table_args__ = (sa.Index("ix_havn_payments_due", "delivery_state", "next_attempt_at"),)
+        id = sa.Column(sa.Integer, primary_key=True)
+        project_id = sa.Column(sa.Integer, sa.ForeignKey("havn_projects.id"), nullable=False, index=True)
+        #: Final amount after discount, in integer minor units of ``currency``.
+        amount = sa.Column(sa.BigInteger, nullable=False)
+        currency = sa.Column(sa.String(3), nullable=False, default="USD")
+        #: Price before discount, in minor units (``None``: no discount).
+        subtotal = sa.Column(sa.BigInteger, nullable=True)
+        status = sa.Column(sa.String(20), nullable=False, default="pending")
+        invoice_id = sa.Column(sa.String(100), nullable=True, index=True)
+        customer_id = sa.Column(sa.String(100), nullable=True)
+        customer_email = sa.Column(sa.String(254), nullable=True)
+        voucher_code = sa.Column(sa.String(100), nullable=True)
+        payment_gateway = sa.Column(sa.String(100), nullable=False)
+        #: The gateway's id (generated when the host has none): the payment's idempotent identity at HAVN.
+        payment_gateway_transaction_id = sa.Column(sa.String(200), nullable=False, unique=True)
+        transaction_type = sa.Column(sa.String(50), nullable=True)
+        custom_fields = sa.Column(sa.JSON, nullable=True)
+        delivery_state = sa.Column(sa.String(20), nullable=False, default="pending")
+        havn_transaction_id = sa.Column(sa.String(64), nullable=True, index=True)
+        attempts = sa.Column(sa.Integer, nullable=False, default=0)
+        next_attempt_at = sa.Column(sa.DateTime, nullable=True)
+        #: Who holds the row while ``delivery_state == "sending"``, and since when.
+        claimed_by = sa.Column(sa.String(64), nullable=True)
+        claimed_at = sa.Column(sa.DateTime, nullable=True)
+        last_error = sa.Column(sa.Text, nullable=True)
+        #: Commissions HAVN reported (list of dicts, USD cents) and their total.
+        commissions = sa.Column(sa.JSON, nullable=True)
+        total_commission = sa.Column(sa.BigInteger, nullable=True)
+        #: HAVN's verdict details (e.g. a conversion failure's amounts and reason).
+        havn_details = sa.Column(sa.JSON, nullable=True)
+        completed_at = sa.Column(sa.DateTime, nullable=True)
+        sent_at = sa.Column(sa.DateTime, nullable=True)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+        project = db.relationship(Project, backref=db.backref("payments", lazy="dynamic"))
+
+        def __repr__(self) -> str:
+            return f"<Payment {self.id} {self.amount} {self.currency} {self.delivery_state}>"
+
+    class WebhookEvent(db.Model):  # type: ignore[name-defined]
+        """An inbound HAVN event, stored once by its id before anything acts on it."""
+
+        __tablename__ = "havn_webhook_events"
+        id = sa.Column(sa.String(100), primary_key=True)
+        type = sa.Column(sa.String(100), nullable=False, index=True)
+        payload = sa.Column(sa.JSON, nullable=False)
+        test_mode = sa.Column(sa.Boolean, nullable=False, default=False)
+        status = sa.Column(sa.String(20), nullable=False, default="received", index=True)
+        attempts = sa.Column(sa.Integer, nullable=False, default=0)
+        last_error = sa.Column(sa.Text, nullable=True)
+        payment_id = sa.Column(sa.Integer, sa.ForeignKey("havn_payments.id"), nullable=True)
+        event_created_at = sa.Column(sa.String(40), nullable=True)
+        received_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        processed_at = sa.Column(sa.DateTime, nullable=True)
+
+        def __repr__(self) -> str:
+            return f"<WebhookEvent {self.id} {self.type} {self.status}>"
+
+    return Models(Project=Project, ProjectMember=ProjectMember, Payment=Payment, WebhookEvent=WebhookEvent)

@@ -1,0 +1,281 @@
+"""Outbound webhooks: how the sandbox delivers events to the application (no Flask).
+
+Follows webhook-events.md, "Delivery by the sender": each event is an envelope
+``{"id", "type", "created_at", "test_mode", "data"}`` POSTed as JSON with the
+Standard Webhooks headers. An attempt without a 2xx answer (within ``timeout``)
+is retried on :data:`DEFAULT_SCHEDULE` (× ``schedule_factor``) with the same
+``webhook-id`` and a fresh timestamp and signature; after the last attempt the
+event is ``failed``. Deliveries run on one background thread, never on the
+caller's, so an endpoint answers before its events leave.
+"""
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import json
+import logging
+import secrets
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import requests
+
+from ..signing import webhook_headers
+
+__all__ = ["WebhookDispatcher", "DEFAULT_SCHEDULE", "new_event_id"]
+
+log = logging.getLogger("flask_havn.sandbox")
+
+#: Delay before each attempt, in seconds: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_SCHEDULE: Tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+
+_NO_URL = "no webhook URL configured"
+
+
+def new_event_id() -> str:
+    """A fresh event id: ``evt_`` + 24 url-safe random characters."""
+    return "evt_" + secrets.token_urlsafe(18)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class WebhookDispatcher:
+    """Record events and deliver them, with retries, on one background thread.
+
+    ``url`` may be set at any time (an embedding host learns it late); it is
+    read when an event is emitted and again at each attempt. ``session`` is
+    used for every POST (default: a private one, closed by :meth:`close`);
+    ``clock`` gives epoch seconds for ``created_at``, the log and
+    ``webhook-timestamp``.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        url: Optional[str] = None,
+        schedule: Sequence[float] = DEFAULT_SCHEDULE,
+        schedule_factor: float = 1.0,
+        timeout: float = 15.0,
+        session: Optional[requests.Session] = None,
+        id_factory: Optional[Callable[[], str]] = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not schedule:
+            raise ValueError("the delivery schedule needs at least one attempt, e.g. (0,)")
+        if any(delay < 0 for delay in schedule) or schedule_factor < 0:
+            raise ValueError("delivery delays and schedule_factor must be 0 or more")
+        self._secret = secret
+        self.url = url
+        self.schedule = tuple(float(delay) for delay in schedule)
+        self.schedule_factor = float(schedule_factor)
+        self.timeout = timeout
+        self._own_session = session is None
+        self.session = session if session is not None else requests.Session()
+        self.id_factory = id_factory or new_event_id
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._queue: List[Tuple[float, int, str, int, int]] = []  # (due, seq, event id, attempt, gen)
+        self._seq = itertools.count()
+        self._generation = 0
+        self._in_flight = 0
+        self._events: List[Dict[str, Any]] = []
+        self._by_id: Dict[str, Dict[str, Any]] = {}
+        self._status: Dict[str, str] = {}
+        self._deliveries: List[Dict[str, Any]] = []
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<WebhookDispatcher url={self.url!r} events={len(self._events)}>"
+
+    # -- public API ----------------------------------------------------------
+
+    def emit(
+        self,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        test_mode: bool = False,
+        event_id: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """Record an event and queue its delivery; return the envelope."""
+        envelope = {
+            "id": event_id or self.id_factory(),
+            "type": event_type,
+            "created_at": _iso(self.clock()),
+            "test_mode": bool(test_mode),
+            "data": copy.deepcopy(dict(data)),
+        }
+        json.dumps(envelope)  # refuse data that cannot go on the wire now, not on the worker
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("this WebhookDispatcher is closed; create a new sandbox app to emit events")
+            self._events.append(envelope)
+            self._by_id[envelope["id"]] = envelope
+            if not self.url:
+                self._status[envelope["id"]] = "not_delivered"
+                self._log(envelope, attempt=0, status_code=None, error=_NO_URL, delivered=False)
+            else:
+                self._status[envelope["id"]] = "pending"
+                self._push(envelope["id"], attempt=1, delay=self.schedule[0])
+                self._ensure_worker()
+        return copy.deepcopy(envelope)
+
+    def events(self) -> List[Dict[str, Any]]:
+        """Every emitted envelope, oldest first (copies)."""
+        with self._cond:
+            return copy.deepcopy(self._events)
+
+    def status(self, event_id: str) -> Optional[str]:
+        """``pending``, ``delivered``, ``failed`` or ``not_delivered`` (``None``: unknown id)."""
+        with self._cond:
+            return self._status.get(event_id)
+
+    def statuses(self) -> Dict[str, str]:
+        """Delivery status of every event, by id."""
+        with self._cond:
+            return dict(self._status)
+
+    def deliveries(self) -> List[Dict[str, Any]]:
+        """The attempt log: ``event_id, type, attempt, at, status_code, error, delivered``.
+
+        ``attempt`` counts from 1; an event emitted with no URL configured gets
+        one entry with ``attempt`` 0 (never attempted).
+        """
+        with self._cond:
+            return copy.deepcopy(self._deliveries)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is queued or in flight; ``False`` if ``timeout`` ran out first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def reset(self) -> None:
+        """Forget every event, attempt and queued retry (an attempt in flight is discarded)."""
+        with self._cond:
+            self._generation += 1
+            self._queue.clear()
+            self._events.clear()
+            self._by_id.clear()
+            self._status.clear()
+            self._deliveries.clear()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop the worker (queued retries are abandoned), join it and close our session."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.clear()
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        if self._own_session:
+            self.session.close()
+
+    # -- internals -----------------------------------------------------------
+
+    def _push(self, event_id: str, *, attempt: int, delay: float) -> None:
+        due = time.monotonic() + delay * self.schedule_factor
+        heapq.heappush(self._queue, (due, next(self._seq), event_id, attempt, self._generation))
+        self._cond.notify_all()
+
+    def _ensure_worker(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="havn-sandbox-webhooks", daemon=True)
+            self._thread.start()
+
+    def _log(self, envelope: Mapping[str, Any], *, attempt: int, status_code: Optional[int],
+             error: Optional[str], delivered: bool) -> None:
+        self._deliveries.append({
+            "event_id": envelope["id"],
+            "type": envelope["type"],
+            "attempt": attempt,
+            "at": _iso(self.clock()),
+            "status_code": status_code,
+            "error": error,
+            "delivered": delivered,
+        })
+
+    def _next_job(self) -> Optional[Tuple[Dict[str, Any], int, int, Optional[str]]]:
+        """Block until a delivery is due; ``None`` once closed."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                if self._queue:
+                    due, _, event_id, attempt, generation = self._queue[0]
+                    wait = due - time.monotonic()
+                    if wait <= 0:
+                        heapq.heappop(self._queue)
+                        envelope = self._by_id.get(event_id)
+                        if envelope is None or generation != self._generation:
+                            self._cond.notify_all()
+                            continue
+                        self._in_flight += 1
+                        return envelope, attempt, generation, self.url
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+
+    def _run(self) -> None:
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            envelope, attempt, generation, url = job
+            try:
+                status_code, error = self._attempt(envelope, url)
+            except Exception as exc:  # never let the worker die; the attempt just failed
+                status_code, error = None, f"{type(exc).__name__}: {exc}"
+            with self._cond:
+                self._in_flight -= 1
+                if generation == self._generation and envelope["id"] in self._by_id:
+                    self._record(envelope, attempt, status_code, error)
+                self._cond.notify_all()
+
+    def _attempt(self, envelope: Mapping[str, Any], url: Optional[str]) -> Tuple[Optional[int], Optional[str]]:
+        if not url:
+            return None, _NO_URL
+        body = json.dumps(envelope).encode("utf-8")
+        headers = webhook_headers([self._secret], envelope["id"], body, timestamp=int(self.clock()))
+        try:
+            response = self.session.post(url, data=body, headers=headers, timeout=self.timeout,
+                                         allow_redirects=False)
+        except requests.RequestException as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        try:
+            if 200 <= response.status_code < 300:
+                return response.status_code, None
+            return response.status_code, f"HTTP {response.status_code}"
+        finally:
+            response.close()
+
+    def _record(self, envelope: Mapping[str, Any], attempt: int, status_code: Optional[int],
+                error: Optional[str]) -> None:
+        delivered = error is None
+        self._log(envelope, attempt=attempt, status_code=status_code, error=error, delivered=delivered)
+        event_id = envelope["id"]
+        if delivered:
+            self._status[event_id] = "delivered"
+        elif error == _NO_URL:
+            self._status[event_id] = "not_delivered"
+        elif attempt < len(self.schedule):
+            self._push(event_id, attempt=attempt + 1, delay=self.schedule[attempt])
+        else:
+            self._status[event_id] = "failed"
+            log.warning("webhook %s (%s) failed after %d attempts", event_id, envelope["type"], attempt)

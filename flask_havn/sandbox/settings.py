@@ -1,0 +1,270 @@
+"""The sandbox's settings: credentials, storage, commission levels, rates and limits.
+
+Read once from a ``HAVN_*`` mapping (:meth:`SandboxSettings.from_mapping`);
+bad values raise :class:`flask_havn.errors.HAVNConfigError` naming the key and
+the fix. No Flask here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from .. import config
+from ..currency import SUPPORTED_CURRENCIES, parse_rate
+from ..errors import HAVNConfigError, HAVNValidationError
+
+__all__ = [
+    "DEFAULT_EXCHANGE_RATES",
+    "DEFAULT_COMMISSION_LEVELS",
+    "DEFAULT_RATE_LIMITS",
+    "RATE_LIMITED_ENDPOINTS",
+    "SandboxSettings",
+]
+
+#: USD value of ONE MAJOR UNIT of each supported currency (decimal strings; late-2026-ish values).
+DEFAULT_EXCHANGE_RATES: Dict[str, str] = {
+    "USD": "1",
+    "EUR": "1.08",
+    "GBP": "1.27",
+    "JPY": "0.0067",
+    "CNY": "0.138",
+    "AUD": "0.66",
+    "CAD": "0.73",
+    "CHF": "1.13",
+    "HKD": "0.128",
+    "SGD": "0.75",
+    "SEK": "0.095",
+    "NOK": "0.093",
+    "DKK": "0.145",
+    "INR": "0.0119",
+    "IDR": "0.0000633",
+    "MYR": "0.225",
+    "PHP": "0.0172",
+    "THB": "0.029",
+    "VND": "0.0000395",
+    "KRW": "0.00072",
+    "TWD": "0.031",
+    "BRL": "0.18",
+    "MXN": "0.054",
+    "ZAR": "0.055",
+    "TRY": "0.024",
+    "RUB": "0.011",
+}
+
+#: Percent paid per level (L1 = owner of the referral code), as HAVN documents.
+DEFAULT_COMMISSION_LEVELS = ("5", "3", "2", "1", "1")
+
+#: The endpoints that have their own rate limit.
+RATE_LIMITED_ENDPOINTS = ("transaction", "user_sync", "voucher_validate", "vouchers", "login")
+
+#: Requests per minute by endpoint name (login is HAVN's documented 20/min).
+DEFAULT_RATE_LIMITS: Dict[str, int] = {
+    "transaction": 120,
+    "user_sync": 60,
+    "voucher_validate": 120,
+    "vouchers": 60,
+    "login": 20,
+}
+
+_MAX_LEVELS = 20
+
+
+# -- parsers: each takes a raw value and returns the normalised one or raises ValueError ----------
+
+
+def _secret(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value.strip()
+
+
+def _optional_str(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a string or None")
+    return value.strip() or None
+
+
+def _database_uri(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('must be an SQLAlchemy URL such as "sqlite://" or "sqlite:////tmp/havn.db"')
+    return value.strip()
+
+
+def _percent(raw: Any) -> Decimal:
+    if isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not a percentage")
+    try:
+        value = Decimal(str(raw).strip()) if isinstance(raw, (str, int, float, Decimal)) else None
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value < 0 or value > 100:
+        raise ValueError(f"{raw!r} is not a percentage between 0 and 100")
+    return value
+
+
+def _commission_levels(value: Any) -> Tuple[Decimal, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, (Mapping, bytes)) or not hasattr(items, "__iter__"):
+        raise ValueError('give a list of percentages or a string such as "5,3,2,1,1"')
+    levels = tuple(_percent(item) for item in items)
+    if not 1 <= len(levels) <= _MAX_LEVELS:
+        raise ValueError(f"give between 1 and {_MAX_LEVELS} levels")
+    if sum(levels) > 100:
+        raise ValueError("the levels add up to more than 100 percent")
+    return levels
+
+
+def _rates(value: Any) -> Mapping[str, Decimal]:
+    if not isinstance(value, Mapping):
+        raise ValueError('give a dict such as {"IDR": "0.0000633"} (USD per one major unit)')
+    merged: Dict[str, Decimal] = {code: Decimal(rate) for code, rate in DEFAULT_EXCHANGE_RATES.items()}
+    for code, raw in value.items():
+        key = str(code).strip().upper()
+        if key not in SUPPORTED_CURRENCIES:
+            raise ValueError(f"{code!r} is not a currency HAVN supports")
+        try:
+            rate = parse_rate(raw, field=key)
+        except HAVNValidationError as exc:
+            raise ValueError(f"{key}: {exc.reason} (e.g. \"0.0000633\")") from None
+        if key == "USD" and rate != 1:
+            raise ValueError("the USD rate is always 1")
+        merged[key] = rate
+    return MappingProxyType(merged)
+
+
+def _limits(value: Any) -> Mapping[str, int]:
+    if not isinstance(value, Mapping):
+        raise ValueError('give a dict such as {"login": 20} (requests per minute)')
+    merged = dict(DEFAULT_RATE_LIMITS)
+    for name, raw in value.items():
+        if name not in RATE_LIMITED_ENDPOINTS:
+            raise ValueError(f"{name!r} is not one of {', '.join(RATE_LIMITED_ENDPOINTS)}")
+        merged[name] = _positive_int(raw)
+    return MappingProxyType(merged)
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError(f"{value!r} is not a whole number")
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _optional_int(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, (bool, float)):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
+
+
+def _factor(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("must be a finite number, 0 or more (0.001 compresses the schedule 1000x)")
+    return number
+
+
+def _faults(value: Any) -> Optional[Mapping[str, Any]]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a dict fault spec (see flask_havn.sandbox.faults)")
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Everything the sandbox backend and its HTTP layer are configured with."""
+
+    api_key: str = field(default=config.SANDBOX_API_KEY, repr=False)
+    webhook_secret: str = field(default=config.SANDBOX_WEBHOOK_SECRET, repr=False)
+    #: SQLAlchemy URL; in-memory SQLite by default, a file URL keeps state across restarts.
+    database_uri: str = "sqlite://"
+    #: Where the sandbox POSTs its events (``None``: events are not delivered).
+    webhook_url: Optional[str] = None
+    #: Percent per level, L1 first.
+    commission_levels: Tuple[Decimal, ...] = tuple(Decimal(p) for p in DEFAULT_COMMISSION_LEVELS)
+    #: USD per one major unit, for every supported currency.
+    exchange_rates: Mapping[str, Decimal] = field(
+        default_factory=lambda: MappingProxyType({k: Decimal(v) for k, v in DEFAULT_EXCHANGE_RATES.items()})
+    )
+    #: Requests per minute by endpoint name.
+    rate_limits: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(dict(DEFAULT_RATE_LIMITS)))
+    #: Most users in one bulk user-sync request.
+    bulk_max_size: int = 50
+    #: Seed of id generation: the same seed and calls give the same ids and responses.
+    seed: Optional[int] = None
+    #: Multiplies the webhook retry schedule (0.001 makes hours into seconds for tests).
+    delivery_schedule_factor: float = 1.0
+    #: Initial fault spec (see ``faults.py``).
+    faults: Optional[Mapping[str, Any]] = None
+    #: Seconds a login token stays redeemable.
+    login_token_ttl: int = 300
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            try:
+                value = _PARSERS[f.name](getattr(self, f.name))
+            except (TypeError, ValueError) as exc:
+                shown = "<hidden>" if f.name in _SECRET_FIELDS else repr(getattr(self, f.name))
+                raise HAVNConfigError(f"SandboxSettings.{f.name} = {shown} is invalid ({exc})") from None
+            object.__setattr__(self, f.name, value)
+
+    @classmethod
+    def from_mapping(cls, config: Optional[Mapping[str, Any]] = None) -> "SandboxSettings":
+        """Build settings from ``HAVN_*`` keys (an app config); absent or ``None`` keys keep defaults."""
+        config = config or {}
+        values: Dict[str, Any] = {}
+        for name, key in _KEYS.items():
+            raw = config.get(key)
+            if raw is None or (name in _SECRET_FIELDS and isinstance(raw, str) and not raw.strip()):
+                continue
+            try:
+                values[name] = _PARSERS[name](raw)
+            except (TypeError, ValueError) as exc:
+                shown = "<hidden>" if name in _SECRET_FIELDS else repr(raw)
+                raise HAVNConfigError(f"{key} = {shown} is invalid ({exc}); fix it in the sandbox config") from None
+        return cls(**values)
+
+
+_SECRET_FIELDS = ("api_key", "webhook_secret")
+
+_PARSERS: Dict[str, Callable[[Any], Any]] = {
+    "api_key": _secret,
+    "webhook_secret": _secret,
+    "database_uri": _database_uri,
+    "webhook_url": _optional_str,
+    "commission_levels": _commission_levels,
+    "exchange_rates": _rates,
+    "rate_limits": _limits,
+    "bulk_max_size": _positive_int,
+    "seed": _optional_int,
+    "delivery_schedule_factor": _factor,
+    "faults": _faults,
+    "login_token_ttl": _positive_int,
+}
+
+#: Settings field -> configuration key.
+_KEYS: Dict[str, str] = {
+    "api_key": "HAVN_API_KEY",
+    "webhook_secret": "HAVN_WEBHOOK_SECRET",
+    "database_uri": "HAVN_SANDBOX_DATABASE_URI",
+    "webhook_url": "HAVN_SANDBOX_WEBHOOK_URL",
+    "commission_levels": "HAVN_SANDBOX_COMMISSION_LEVELS",
+    "exchange_rates": "HAVN_SANDBOX_EXCHANGE_RATES",
+    "rate_limits": "HAVN_SANDBOX_RATE_LIMITS",
+    "bulk_max_size": "HAVN_SANDBOX_BULK_MAX_SIZE",
+    "seed": "HAVN_SANDBOX_SEED",
+    "delivery_schedule_factor": "HAVN_SANDBOX_DELIVERY_SCHEDULE_FACTOR",
+    "faults": "HAVN_SANDBOX_FAULTS",
+    "login_token_ttl": "HAVN_SANDBOX_LOGIN_TOKEN_TTL",
+}

@@ -1,0 +1,51 @@
+"""Blinker signals of flask_havn, all in one private namespace.
+
+Every signal is sent with the real app object as sender
+(``current_app._get_current_object()``), after the database commit that
+recorded what it announces. Connect to the app object, not to ``current_app``,
+and keep a reference to receivers defined as lambdas or closures: blinker holds
+receivers weakly by default (``signal.connect(fn, weak=False)`` otherwise).
+"""
+from __future__ import annotations
+
+from blinker import Namespace
+
+__all__ = [
+    "project_synced",
+    "members_synced",
+    "transaction_sent",
+    "transaction_failed",
+    "webhook_received",
+    "commission_distributed",
+    "conversion_failed",
+]
+
+_signals = Namespace()
+
+#: A project's owner was synced to HAVN. Sender: the app. Keyword arguments:
+#: ``project`` (the Project row, with ``referral_code`` set), ``result`` (the client's SyncResult).
+project_synced = _signals.signal("havn.project-synced")
+
+#: A project's team was synced in bulk. Sender: the app. Keyword arguments:
+#: ``project``, ``members`` (the ProjectMember rows synced), ``result`` (the merged BulkSyncResult).
+members_synced = _signals.signal("havn.members-synced")
+
+#: HAVN accepted a payment's transaction. Sender: the app. Keyword arguments:
+#: ``payment`` (the Payment row, ``delivery_state == "sent"``), ``result`` (the TransactionResult).
+transaction_sent = _signals.signal("havn.transaction-sent")
+
+#: A delivery attempt failed. Sender: the app. Keyword arguments: ``payment`` (its
+#: ``delivery_state`` is ``failed``, ``conversion_failed`` or ``dead``), ``error`` (the HAVNError).
+transaction_failed = _signals.signal("havn.transaction-failed")
+
+#: Any verified inbound event, known type or not, sent once per event id. Sender: the app.
+#: Keyword arguments: ``event`` (``.id``, ``.type``, ``.created_at``, ``.test_mode``, ``.data``).
+webhook_received = _signals.signal("havn.webhook-received")
+
+#: A ``commission.distributed`` event. Sender: the app. Keyword arguments: ``event``,
+#: ``payment`` (the local Payment or ``None``), ``commissions`` (list of dicts, USD cents).
+commission_distributed = _signals.signal("havn.commission-distributed")
+
+#: A ``transaction.conversion_failed`` event. Sender: the app. Keyword arguments: ``event``,
+#: ``payment`` (the local Payment or ``None``), ``reason`` (HAVN's text).
+conversion_failed = _signals.signal("havn.conversion-failed")

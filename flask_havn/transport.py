@@ -1,0 +1,428 @@
+"""HTTP transport to HAVN: pooled session, signing, retries, error mapping. No Flask.
+
+One :class:`Transport` per app (the extension keeps it in ``app.extensions``);
+clients borrow it. Wire choices, each deliberate:
+
+* POST bodies are exactly ``signing.canonical_json(payload)`` — the bytes that
+  are signed are the bytes that are sent (contract §11.3), so HAVN can verify
+  either by re-serialising (what it does for the official SDK) or over the raw
+  body.
+* A GET signs ``{}`` (contract §2); its params travel in the query string,
+  ``None`` dropped, booleans as ``True``/``False`` exactly like the official
+  SDK (the form HAVN is known to accept).
+* ``Content-Type: application/json`` only on requests that carry a body
+  (contract §11.11); ``Accept: application/json`` always.
+* Every POST carries an ``Idempotency-Key``: the caller's, or a uuid4 hex made
+  once per call and reused by every retry of that call, so retrying a POST
+  cannot create a duplicate on a server that honours the key.
+* Retries are our own loop (not urllib3's) so ``X-RateLimit-Reset`` and
+  ``Retry-After`` are honoured and, once retries are spent, a 429 raises
+  :class:`HAVNRateLimitError` and a 5xx :class:`HAVNAPIError` (the official
+  SDK turns both into a network error, contract §5).
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import random
+import time
+import uuid
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+import requests
+from requests.adapters import BaseAdapter, HTTPAdapter
+
+from .errors import (
+    HAVNAPIError,
+    HAVNAuthError,
+    HAVNConfigError,
+    HAVNConflictError,
+    HAVNError,
+    HAVNNetworkError,
+    HAVNNotFoundError,
+    HAVNRateLimitError,
+)
+from .signing import canonical_json, sign_body
+
+__all__ = [
+    "Transport",
+    "error_from_response",
+    "RETRY_STATUSES",
+    "DEFAULT_BASE_URL",
+    "derived_idempotency_key",
+    "server_wait_hint",
+]
+
+logger = logging.getLogger("flask_havn.transport")
+
+DEFAULT_BASE_URL = "https://api.havn.com"
+#: Statuses worth another attempt: rate limited, or a server/gateway failure.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_REDACTED = "***"
+
+_HINTS: Dict[int, str] = {
+    400: "HAVN refused the request as invalid; fix the values named above.",
+    401: "Check HAVN_API_KEY and HAVN_WEBHOOK_SECRET (no stray whitespace) and that test mode matches the key.",
+    403: "This API key may not do this; check the HAVN account's permissions.",
+    404: "Check that the referral code, voucher or user named in the request exists in HAVN.",
+    409: "HAVN already holds a different request under this idempotency key or gateway transaction id; "
+         "use a new payment_gateway_transaction_id for a new charge.",
+    422: "HAVN's business rules refused the request (e.g. inactive referral, amount too small); "
+         "check the values against the HAVN account's configuration.",
+    429: "Too many requests: wait retry_after seconds before calling HAVN again.",
+}
+_SERVER_HINT = "HAVN had a server error that persisted after retries; try again later or contact HAVN support."
+
+
+def _client_version() -> str:
+    """``flask_havn.__version__`` read lazily (the package imports us, not the other way round)."""
+    try:
+        from . import __version__
+        return str(__version__)
+    except ImportError:  # pragma: no cover - only during a partial import
+        return "unknown"
+
+
+def derived_idempotency_key(prefix: str, identity: str) -> str:
+    """A stable key for a business identity: ``prefix-`` + 32 hex chars of its SHA-256."""
+    return f"{prefix}-" + hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _redact_obj(value: Any, secrets: Sequence[str]) -> Any:
+    """Copy of a parsed JSON value with every secret replaced in its strings."""
+    if isinstance(value, str):
+        return _redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {_redact(str(k), secrets): _redact_obj(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_obj(v, secrets) for v in value]
+    return value
+
+
+def _lenient_number(raw: Optional[str]) -> Optional[float]:
+    """``"12"``, ``" 12.5 "`` → a float; anything unparseable or non-finite → ``None``."""
+    if raw is None:
+        return None
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def _lenient_int(raw: Optional[str]) -> Optional[int]:
+    value = _lenient_number(raw)
+    return None if value is None else int(value)
+
+
+def _retry_after_seconds(raw: Optional[str], now: float) -> Optional[float]:
+    """``Retry-After`` as delta seconds, or an HTTP date turned into seconds from ``now``."""
+    if raw is None:
+        return None
+    seconds = _lenient_number(raw)
+    if seconds is not None:
+        return max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:  # pragma: no cover - older Pythons return None
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def server_wait_hint(resp: requests.Response, now: float) -> Optional[float]:
+    """Seconds the server asked us to wait: ``X-RateLimit-Reset`` (absolute epoch) first, then ``Retry-After``."""
+    reset = _lenient_number(resp.headers.get("X-RateLimit-Reset"))
+    if reset is not None:
+        return max(0.0, reset - now)
+    return _retry_after_seconds(resp.headers.get("Retry-After"), now)
+
+
+def _parse_json(resp: requests.Response) -> Optional[Any]:
+    if not resp.content:
+        return None
+    try:
+        return json.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def error_from_response(
+    resp: requests.Response,
+    *,
+    clock: Callable[[], float] = time.time,
+    redact: Sequence[str] = (),
+) -> HAVNAPIError:
+    """The :class:`HAVNAPIError` subclass for an error response, secrets replaced by ``***``.
+
+    401 → :class:`HAVNAuthError`, 404 → :class:`HAVNNotFoundError`, 409 →
+    :class:`HAVNConflictError`, 429 → :class:`HAVNRateLimitError` (with
+    ``retry_after``, ``limit``, ``remaining`` from the headers), anything else
+    → :class:`HAVNAPIError`. ``.message`` starts with HAVN's own ``message``
+    (or "HAVN answered <status>") and ends with what to do.
+    """
+    status = resp.status_code
+    body = _parse_json(resp)
+    if body is not None:
+        body = _redact_obj(body, redact)
+    parsed: Optional[Dict[str, Any]] = body if isinstance(body, dict) else None
+    error_type = parsed.get("error") if parsed else None
+    error_type = str(error_type) if error_type not in (None, "") else None
+    server_message = parsed.get("message") if parsed else None
+    server_message = str(server_message) if server_message not in (None, "") else f"HAVN answered {status}"
+    request_id = resp.headers.get("X-Request-Id") or None
+    where = ""
+    if resp.request is not None and resp.request.method:
+        path = requests.utils.urlparse(resp.request.url or "").path
+        where = f" on {resp.request.method} {path}"
+    label = f"HTTP {status}" + (f" {error_type}" if error_type else "")
+    hint = _HINTS.get(status, _SERVER_HINT if status >= 500 else "Check the request against HAVN's API contract.")
+    message = _redact(f"{server_message} ({label}{where}). {hint}", redact)
+    if request_id:
+        message += f" HAVN request id: {request_id}."
+    kwargs: Dict[str, Any] = dict(
+        status_code=status, error_type=error_type, response=parsed, request_id=request_id
+    )
+    if status == 429:
+        now = clock()
+        return HAVNRateLimitError(
+            message,
+            retry_after=server_wait_hint(resp, now),
+            limit=_lenient_int(resp.headers.get("X-RateLimit-Limit")),
+            remaining=_lenient_int(resp.headers.get("X-RateLimit-Remaining")),
+            **kwargs,
+        )
+    cls = {401: HAVNAuthError, 404: HAVNNotFoundError, 409: HAVNConflictError}.get(status, HAVNAPIError)
+    return cls(message, **kwargs)
+
+
+class Transport:
+    """Signs, sends and retries HAVN API calls over one pooled ``requests.Session``.
+
+    Safe to share between threads for concurrent calls (no per-call state is
+    kept on the instance). ``sleep``, ``clock`` and ``jitter`` are injectable so
+    tests can record waits instead of sleeping.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        webhook_secret: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 30,
+        max_retries: int = 3,
+        backoff_factor: float = 0.5,
+        test_mode: bool = False,
+        max_total_wait: float = 60.0,
+        session: Optional[requests.Session] = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        for name, value in (("api_key", api_key), ("webhook_secret", webhook_secret)):
+            if not isinstance(value, str) or not value.strip():
+                raise HAVNConfigError(f"{name} is missing: pass {name}=... (HAVN_{name.upper()} in the Flask app)")
+            if value != value.strip():
+                raise HAVNConfigError(f"{name} has leading or trailing whitespace; remove it (HAVN would answer 401)")
+        if not isinstance(base_url, str) or not base_url.strip().lower().startswith(("http://", "https://")):
+            raise HAVNConfigError("base_url must start with http:// or https:// (HAVN_BASE_URL), "
+                                  "e.g. https://api.havn.com")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise HAVNConfigError("max_retries must be an integer of 0 or more (HAVN_MAX_RETRIES)")
+        for name, number in (("timeout", timeout), ("backoff_factor", backoff_factor),
+                             ("max_total_wait", max_total_wait)):
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+                raise HAVNConfigError(f"{name} must be a number of seconds, 0 or more")
+        if not timeout > 0:
+            raise HAVNConfigError("timeout must be greater than 0 seconds (HAVN_TIMEOUT)")
+        self._api_key = api_key
+        self._webhook_secret = webhook_secret
+        self.base_url = base_url.strip().rstrip("/")
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.backoff_factor = float(backoff_factor)
+        self.test_mode = bool(test_mode)
+        self.max_total_wait = float(max_total_wait)
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            # No urllib3 retries: our loop below does them, with headers honoured.
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
+        self.user_agent = f"flask-havn/{_client_version()} python-requests/{requests.__version__}"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Route URLs starting with ``prefix`` through ``adapter`` (e.g. an in-process sandbox)."""
+        self._session.mount(prefix, adapter)
+
+    def close(self) -> None:
+        """Release pooled connections (only of a session this transport created)."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self.base_url!r}, test_mode={self.test_mode!r})"
+
+    # -- requests ----------------------------------------------------------
+
+    def _headers(self, body: Optional[bytes], idempotency_key: Optional[str]) -> Dict[str, str]:
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": self.user_agent,
+            "X-API-Key": self._api_key,
+            "X-Signature": sign_body(self._webhook_secret, body or b"{}"),
+        }
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self.test_mode:
+            headers["X-Test-Mode"] = "true"
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    @staticmethod
+    def _query(params: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+        if not params:
+            return None
+        query: Dict[str, Any] = {}
+        for key, value in params.items():
+            if value is None:
+                continue
+            query[key] = str(value) if isinstance(value, bool) else value
+        return query
+
+    def _backoff(self, retry_no: int) -> float:
+        return self.backoff_factor * (2 ** (retry_no - 1)) * (1 + self._jitter())
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        payload: Optional[Mapping[str, Any]] = None,
+        params: Optional[Mapping[str, Any]] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """Send one API call (with retries); return HAVN's JSON object.
+
+        A 2xx whose body is empty or not JSON gives ``{"success": True}``; a 2xx
+        whose JSON is not an object gives ``{"success": True, "data": <it>}``.
+        Raises :class:`HAVNNetworkError` or a :class:`HAVNAPIError` subclass.
+        """
+        method = method.upper()
+        url = self.base_url + "/" + path.lstrip("/")
+        body: Optional[bytes] = None
+        if method not in ("GET", "HEAD", "DELETE") or payload is not None:
+            try:
+                body = canonical_json(dict(payload or {}))
+            except (TypeError, ValueError) as exc:
+                raise HAVNError(f"the payload for {method} {path} is not JSON-serialisable ({exc}); "
+                                "pass only strings, numbers, booleans, lists and dicts") from None
+        if method == "POST" and idempotency_key is None:
+            idempotency_key = uuid.uuid4().hex
+        headers = self._headers(body, idempotency_key)
+        query = self._query(params)
+        secrets = (self._api_key, self._webhook_secret)
+
+        waited = 0.0
+        retry_no = 0
+        while True:
+            attempt = retry_no + 1
+            resp: Optional[requests.Response] = None
+            failure: Optional[requests.RequestException] = None
+            try:
+                resp = self._session.request(
+                    method, url, data=body, params=query, headers=headers,
+                    timeout=(self.timeout, self.timeout), allow_redirects=False,
+                )
+                resp.content  # read now: releases the pooled connection
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure = exc
+            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                    requests.exceptions.InvalidSchema) as exc:
+                raise HAVNConfigError(f"HAVN_BASE_URL {self.base_url!r} is not a usable URL "
+                                      f"({type(exc).__name__}); fix it") from None
+            except requests.RequestException as exc:
+                raise HAVNNetworkError(_redact(
+                    f"calling HAVN ({method} {path}) failed: {type(exc).__name__}: {exc}. "
+                    "Check HAVN_BASE_URL and the network.", secrets)) from None
+
+            if resp is not None and resp.status_code < 400:
+                logger.debug("HAVN %s %s -> %s (attempt %d)", method, path, resp.status_code, attempt)
+                if resp.status_code >= 300:
+                    raise HAVNAPIError(
+                        f"HAVN answered a redirect ({resp.status_code}) on {method} {path}; "
+                        "check HAVN_BASE_URL (scheme, host and no path).", status_code=resp.status_code)
+                return self._success_body(resp)
+
+            status = resp.status_code if resp is not None else None
+            retryable = failure is not None or status in RETRY_STATUSES
+            wait: Optional[float] = None
+            if retryable and retry_no < self.max_retries:
+                wait = self._backoff(retry_no + 1)
+                if resp is not None:
+                    hint = server_wait_hint(resp, self._clock())
+                    if hint is not None:
+                        wait = max(wait, hint)
+                if waited + wait > self.max_total_wait:
+                    logger.debug("HAVN %s %s: wait %.3fs would exceed max_total_wait %.3fs; giving up",
+                                 method, path, wait, self.max_total_wait)
+                    wait = None
+            logger.debug(
+                "HAVN %s %s -> %s (attempt %d)%s", method, path,
+                status if status is not None else type(failure).__name__, attempt,
+                f"; retrying in {wait:.3f}s" if wait is not None else "",
+            )
+            if wait is None:
+                if resp is not None:
+                    raise error_from_response(resp, clock=self._clock, redact=secrets)
+                raise self._network_error(method, path, failure, attempt)
+            self._sleep(wait)
+            waited += wait
+            retry_no += 1
+
+    @staticmethod
+    def _success_body(resp: requests.Response) -> Dict[str, Any]:
+        parsed = _parse_json(resp)
+        if parsed is None:
+            return {"success": True}
+        if not isinstance(parsed, dict):
+            return {"success": True, "data": parsed}
+        return parsed
+
+    def _network_error(
+        self, method: str, path: str, failure: Optional[BaseException], attempts: int
+    ) -> HAVNNetworkError:
+        timed_out = isinstance(failure, requests.Timeout)
+        what = (f"HAVN did not answer within {self.timeout:g}s" if timed_out
+                else f"could not connect to HAVN at {self.base_url}")
+        advice = ("raise HAVN_TIMEOUT or check HAVN's status" if timed_out
+                  else "check HAVN_BASE_URL and the network (DNS, firewall, proxy)")
+        message = f"{what} ({method} {path}, {attempts} attempt{'s' if attempts != 1 else ''}); {advice}."
+        return HAVNNetworkError(_redact(message, (self._api_key, self._webhook_secret)))

@@ -1,0 +1,174 @@
+"""Shared helpers for the client/transport tests: a scripted loopback HAVN, fake clock, factories.
+
+Import the fixtures into a test module with ``from _client_fixtures import *``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug.wrappers import Request, Response
+
+from flask_havn.client import HAVNClient
+from flask_havn.transport import Transport
+
+__all__ = [
+    "API_KEY",
+    "SECRET",
+    "Seen",
+    "FakeClock",
+    "Script",
+    "json_response",
+    "script",
+    "clock",
+    "make_transport",
+    "make_client",
+    "closed_port_url",
+    "hanging_url",
+]
+
+API_KEY = "ak_live_0123456789abcdef"
+SECRET = "test_secret"
+
+
+@dataclass
+class Seen:
+    """One request as the loopback server received it."""
+
+    method: str
+    path: str
+    headers: Dict[str, str]
+    body: bytes
+    args: Dict[str, str]
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class FakeClock:
+    """``clock()`` and ``sleep()`` in one: sleeping records the wait and advances time."""
+
+    now: float = 1_700_000_000.0
+    sleeps: List[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def json_response(body: Any = None, status: int = 200, headers: Optional[Dict[str, str]] = None) -> Response:
+    data = b"" if body is None else json.dumps(body).encode()
+    return Response(data, status=status, headers=headers or {}, content_type="application/json")
+
+
+Reply = Union[Response, Callable[[Seen], Response]]
+
+
+class Script:
+    """The server's answers, in order (the last one repeats), and every request seen."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.replies: List[Reply] = []
+        self.seen: List[Seen] = []
+        server.expect_request(re.compile(".*")).respond_with_handler(self._handle)
+
+    def reply(self, *replies: Reply) -> "Script":
+        self.replies = list(replies)
+        return self
+
+    def _handle(self, request: Request) -> Response:
+        seen = Seen(
+            method=request.method,
+            path=request.path,
+            headers={k: v for k, v in request.headers.items()},
+            body=request.get_data(),
+            args=dict(request.args),
+        )
+        self.seen.append(seen)
+        if not self.replies:
+            return json_response({"success": True})
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        return reply(seen) if callable(reply) and not isinstance(reply, Response) else reply
+
+
+@pytest.fixture
+def script(httpserver: HTTPServer) -> Script:
+    """A scripted HAVN on loopback; by default it answers ``{"success": true}``."""
+    return Script(httpserver)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_transport(httpserver: HTTPServer, clock: FakeClock) -> Iterator[Callable[..., Transport]]:
+    """Factory of transports pointed at the loopback server, closed at teardown."""
+    made: List[Transport] = []
+
+    def factory(**options: Any) -> Transport:
+        kw: Dict[str, Any] = dict(
+            api_key=API_KEY, webhook_secret=SECRET, base_url=httpserver.url_for("/"),
+            sleep=clock.sleep, clock=clock, jitter=lambda: 0.0, timeout=5,
+        )
+        kw.update(options)
+        transport = Transport(**kw)
+        made.append(transport)
+        return transport
+
+    yield factory
+    for transport in made:
+        transport.close()
+
+
+@pytest.fixture
+def make_client(httpserver: HTTPServer, clock: FakeClock) -> Iterator[Callable[..., HAVNClient]]:
+    """Factory of clients pointed at the loopback server, closed at teardown."""
+    made: List[HAVNClient] = []
+
+    def factory(**options: Any) -> HAVNClient:
+        kw: Dict[str, Any] = dict(
+            api_key=API_KEY, webhook_secret=SECRET, base_url=httpserver.url_for("/"),
+            sleep=clock.sleep, clock=clock, jitter=lambda: 0.0, timeout=5,
+        )
+        kw.update(options)
+        client = HAVNClient(**kw)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (connection refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def hanging_url() -> Iterator[str]:
+    """A loopback URL that accepts connections (kernel backlog) but never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()

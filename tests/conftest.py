@@ -1,0 +1,72 @@
+"""Shared fixtures: host apps built like a real host would build them."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Mapping, Optional
+
+import pytest
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+if TYPE_CHECKING:  # imported lazily so a half-built tree still collects
+    from flask_havn import HAVN
+
+
+@pytest.fixture(autouse=True)
+def _no_havn_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own HAVN_* variables must not leak into the tests."""
+    for key in list(os.environ):
+        if key.startswith("HAVN_"):
+            monkeypatch.delenv(key)
+
+
+@dataclass
+class Host:
+    """A host app as a SaaS would write it: Flask app, its db, and the HAVN extension."""
+
+    app: Flask
+    db: Optional[SQLAlchemy]
+    havn: "HAVN"
+
+    @property
+    def models(self) -> Any:
+        with self.app.app_context():
+            return self.havn.models
+
+
+@pytest.fixture
+def make_host(tmp_path: Any) -> Iterator[Callable[..., Host]]:
+    """Build host apps on a real SQLite file; ``HAVN_SANDBOX`` (in-process sandbox) unless overridden."""
+    hosts: List[Host] = []
+
+    def factory(config: Optional[Mapping[str, Any]] = None, *, with_db: bool = True, **havn_options: Any) -> Host:
+        from flask_havn import HAVN
+
+        app = Flask(f"host{len(hosts)}")
+        app.config.update(
+            TESTING=True,
+            SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/host{len(hosts)}.sqlite",
+            HAVN_SANDBOX=True,
+        )
+        app.config.update(config or {})
+        db = SQLAlchemy() if with_db else None
+        if db is not None:
+            db.init_app(app)
+        havn = HAVN(app, db=db, **havn_options)
+        if db is not None:
+            with app.app_context():
+                db.create_all()
+        host = Host(app=app, db=db, havn=havn)
+        hosts.append(host)
+        return host
+
+    yield factory
+    for host in hosts:
+        if host.db is not None:
+            with host.app.app_context():
+                host.db.session.remove()
+                host.db.engine.dispose()
+        state = host.app.extensions.get("havn")
+        if state is not None:
+            state.close()
