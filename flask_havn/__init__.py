@@ -17,6 +17,9 @@ from .errors import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "HAVN",
+    "HAVNClient",
+    "current_havn",
     "HAVNError",
     "HAVNConfigError",
     "HAVNValidationError",

@@ -50,6 +50,10 @@ class _Resource:
 class UsersResource(_Resource):
     """``POST /api/v1/webhook/user-sync``: single and bulk user sync (deprecated by HAVN in v1.3)."""
 
+    def __init__(self, transport: Transport, *, bulk_max_size: int = MAX_BULK_SIZE) -> None:
+        super().__init__(transport)
+        self._bulk_max_size = bulk_max_size
+
     def sync(
         self,
         email: str,
@@ -117,10 +121,13 @@ class UsersResource(_Resource):
         referral_code: Optional[str] = None,
         is_owner: Optional[bool] = None,
         create_associate: Optional[bool] = None,
-        batch_size: int = MAX_BULK_SIZE,
+        batch_size: Optional[int] = None,
         on_batch: Optional[Callable[[int, int, BulkSyncResult], None]] = None,
     ) -> BulkSyncResult:
-        """Sync many users in batches of ``batch_size`` (≤ 50) and merge the answers.
+        """Sync many users in batches of ``batch_size`` and merge the answers.
+
+        ``batch_size`` defaults to, and may not exceed, the client's
+        ``bulk_max_size`` (50, HAVN's documented maximum, unless configured).
 
         Every user is validated before the first request (errors name e.g.
         ``users[3].email``); user dicts are sent as given, per-user values
@@ -136,9 +143,12 @@ class UsersResource(_Resource):
             raise HAVNValidationError("users", "must be a list of user dicts")
         if not users:
             raise HAVNValidationError("users", "must not be empty; pass at least one user dict")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BULK_SIZE:
-            raise HAVNValidationError("batch_size", f"must be an integer from 1 to {MAX_BULK_SIZE} "
-                                      "(HAVN accepts at most 50 users per request)")
+        top = self._bulk_max_size
+        if batch_size is None:
+            batch_size = top
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= top:
+            raise HAVNValidationError("batch_size", f"must be an integer from 1 to {top} (HAVN accepts at most "
+                                      f"{top} users per request; HAVN_BULK_MAX_SIZE sets the limit)")
         checked = [self._check_bulk_user(i, u) for i, u in enumerate(users)]
         upline_code = rules.optional_code(upline_code, "upline_code")
         referral_code = rules.optional_code(referral_code, "referral_code")
@@ -177,6 +187,10 @@ class UsersResource(_Resource):
 class TransactionsResource(_Resource):
     """``POST /api/v1/webhook/transaction``: record a sale and distribute commission."""
 
+    def __init__(self, transport: Transport, *, default_payment_gateway: Optional[str] = None) -> None:
+        super().__init__(transport)
+        self._default_payment_gateway = default_payment_gateway
+
     def send(
         self,
         amount: int,
@@ -212,7 +226,8 @@ class TransactionsResource(_Resource):
                                         always sent (default ``USD``)
         payment_gateway_transaction_id  same name; required, not blank, ≤ 200, sent as given
         payment_gateway                 same name; stripped, UPPER-cased, ≤ 100; falls back to
-                                        ``default_payment_gateway``; one of them is required
+                                        ``default_payment_gateway``, then to the client's
+                                        (``HAVN_PAYMENT_GATEWAY``); one of them is required
         customer_email                  same name; required, HAVN's email pattern, unchanged
         promo_code                      same name, stripped, ≤ 100; sent only when it starts
                                         with ``HAVN-`` (any case); a local code is dropped
@@ -248,7 +263,8 @@ class TransactionsResource(_Resource):
                                       "(e.g. Stripe's pi_... id) so HAVN can recognise a re-send")
         gateway_id = rules.check_text(payment_gateway_transaction_id, "payment_gateway_transaction_id",
                                       max_length=200)
-        gateway = payment_gateway if payment_gateway is not None else default_payment_gateway
+        gateway = next((g for g in (payment_gateway, default_payment_gateway, self._default_payment_gateway)
+                        if g is not None), None)
         if gateway is None:
             raise HAVNValidationError("payment_gateway",
                                       "is required: pass payment_gateway='STRIPE' (or your gateway's name), "
@@ -462,8 +478,13 @@ class AuthResource(_Resource):
 class HAVNClient:
     """The HAVN API. Pass credentials, or a ready :class:`Transport` (the Flask extension does).
 
-    Usable as a context manager; :meth:`close` closes the transport only when
-    this client created it.
+    Client options (allowed with either): ``default_payment_gateway`` — the
+    gateway label ``transactions.send`` uses when a call names none;
+    ``bulk_max_size`` — users per bulk-sync request, the default and the cap
+    of ``sync_bulk(batch_size=...)`` (50). Any other keyword goes to
+    :class:`Transport` (``max_total_wait``, ``session``, ``sleep``, ``clock``,
+    ``jitter``). Usable as a context manager; :meth:`close` closes the
+    transport only when this client created it.
     """
 
     def __init__(
@@ -477,8 +498,17 @@ class HAVNClient:
         test_mode: bool = False,
         *,
         transport: Optional[Transport] = None,
+        default_payment_gateway: Optional[str] = None,
+        bulk_max_size: int = MAX_BULK_SIZE,
         **transport_options: Any,
     ) -> None:
+        if isinstance(bulk_max_size, bool) or not isinstance(bulk_max_size, int) or bulk_max_size < 1:
+            raise HAVNConfigError("bulk_max_size must be a whole number of at least 1 (HAVN_BULK_MAX_SIZE)")
+        if default_payment_gateway is not None:
+            try:
+                rules.check_text(default_payment_gateway, "payment_gateway", max_length=100)
+            except HAVNValidationError as exc:
+                raise HAVNConfigError(f"default_payment_gateway {exc.reason} (HAVN_PAYMENT_GATEWAY)") from None
         if transport is not None:
             if api_key is not None or webhook_secret is not None or transport_options:
                 raise HAVNConfigError("pass either transport=... or credentials and transport options, not both")
@@ -501,8 +531,8 @@ class HAVNClient:
             )
             self._owns_transport = True
         self.transport = transport
-        self.users = UsersResource(transport)
-        self.transactions = TransactionsResource(transport)
+        self.users = UsersResource(transport, bulk_max_size=bulk_max_size)
+        self.transactions = TransactionsResource(transport, default_payment_gateway=default_payment_gateway)
         self.vouchers = VouchersResource(transport)
         self.auth = AuthResource(transport)
 

@@ -39,10 +39,10 @@ from .errors import (
     HAVNAuthError,
     HAVNConfigError,
     HAVNConflictError,
-    HAVNError,
     HAVNNetworkError,
     HAVNNotFoundError,
     HAVNRateLimitError,
+    HAVNValidationError,
 )
 from .signing import canonical_json, sign_body
 
@@ -61,6 +61,8 @@ DEFAULT_BASE_URL = "https://api.havn.com"
 #: Statuses worth another attempt: rate limited, or a server/gateway failure.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDACTED = "***"
+#: Longest piece of HAVN's own error text copied into an error message.
+_MAX_SERVER_TEXT = 500
 
 _HINTS: Dict[int, str] = {
     400: "HAVN refused the request as invalid; fix the values named above.",
@@ -83,6 +85,11 @@ def _client_version() -> str:
         return str(__version__)
     except ImportError:  # pragma: no cover - only during a partial import
         return "unknown"
+
+
+def _is_header_token(value: Any) -> bool:
+    return (isinstance(value, str) and 0 < len(value) <= 255 and value.isascii() and value.isprintable()
+            and value == value.strip())
 
 
 def derived_idempotency_key(prefix: str, identity: str) -> str:
@@ -182,6 +189,8 @@ def error_from_response(
     error_type = str(error_type) if error_type not in (None, "") else None
     server_message = parsed.get("message") if parsed else None
     server_message = str(server_message) if server_message not in (None, "") else f"HAVN answered {status}"
+    if len(server_message) > _MAX_SERVER_TEXT:
+        server_message = server_message[:_MAX_SERVER_TEXT] + "…"
     request_id = resp.headers.get("X-Request-Id") or None
     where = ""
     if resp.request is not None and resp.request.method:
@@ -237,6 +246,9 @@ class Transport:
                 raise HAVNConfigError(f"{name} is missing: pass {name}=... (HAVN_{name.upper()} in the Flask app)")
             if value != value.strip():
                 raise HAVNConfigError(f"{name} has leading or trailing whitespace; remove it (HAVN would answer 401)")
+        if not (api_key.isascii() and api_key.isprintable()):
+            raise HAVNConfigError("api_key must be printable ASCII (it travels in the X-API-Key header); "
+                                  "copy it again from the HAVN dashboard")
         if not isinstance(base_url, str) or not base_url.strip().lower().startswith(("http://", "https://")):
             raise HAVNConfigError("base_url must start with http:// or https:// (HAVN_BASE_URL), "
                                   "e.g. https://api.havn.com")
@@ -342,8 +354,10 @@ class Transport:
             try:
                 body = canonical_json(dict(payload or {}))
             except (TypeError, ValueError) as exc:
-                raise HAVNError(f"the payload for {method} {path} is not JSON-serialisable ({exc}); "
-                                "pass only strings, numbers, booleans, lists and dicts") from None
+                raise HAVNValidationError("payload", f"is not JSON-serialisable ({exc}); pass only strings, "
+                                          "numbers, booleans, null, lists and dicts") from None
+        if idempotency_key is not None and not _is_header_token(idempotency_key):
+            raise HAVNValidationError("idempotency_key", "must be 1 to 255 printable ASCII characters")
         if method == "POST" and idempotency_key is None:
             idempotency_key = uuid.uuid4().hex
         headers = self._headers(body, idempotency_key)
@@ -361,8 +375,11 @@ class Transport:
                     method, url, data=body, params=query, headers=headers,
                     timeout=(self.timeout, self.timeout), allow_redirects=False,
                 )
-                resp.content  # read now: releases the pooled connection
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                _ = resp.content  # read now: releases the pooled connection
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                # A connection dropped mid-answer is retried like any lost answer: the
+                # Idempotency-Key makes the POST safe to repeat.
                 failure = exc
             except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                     requests.exceptions.InvalidSchema) as exc:
