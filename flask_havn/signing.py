@@ -62,10 +62,10 @@ def verify_api_signature(secret: str, body: bytes, signature: Optional[str]) -> 
         return False
     try:
         payload = json.loads(body) if body.strip() else {}
-    except (ValueError, UnicodeDecodeError):
+        expected = sign_body(secret, canonical_json(payload))
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False
-    expected = sign_body(secret, canonical_json(payload))
-    return hmac.compare_digest(expected, signature.strip().lower())
+    return hmac.compare_digest(expected.encode("ascii"), signature.strip().lower().encode("utf-8", "replace"))
 
 
 # -- Standard Webhooks ------------------------------------------------------

@@ -1,2 +1,69 @@
-"""pytest plugin and test helpers for apps that use flask_havn (entry point ``havn``)."""
+"""pytest plugin and test helpers for apps that use flask_havn (entry point ``havn``).
+
+Installing flask_havn makes these fixtures available in every test suite:
+
+``havn_sandbox_server`` (session scope)
+    One HAVN sandbox running over real HTTP on an ephemeral loopback port
+    (a :class:`flask_havn.sandbox.server.SandboxServer`), started on first use
+    and stopped at the end of the session. It uses a fixed seed (deterministic
+    ids) and a webhook retry schedule compressed 1000×. Its ``url`` is the
+    ``HAVN_BASE_URL`` to give your app; the credentials are
+    ``flask_havn.config.SANDBOX_API_KEY`` / ``SANDBOX_WEBHOOK_SECRET``.
+    Override ``havn_sandbox_config`` (session scope) to change its settings.
+
+``havn_sandbox`` (function scope)
+    The same server, reset before the test (no users, transactions, events,
+    faults or rate-limit counts). After the test, any exception raised inside
+    the sandbox while serving it fails the test. Use ``havn_sandbox.url``,
+    ``havn_sandbox.state`` (backend, dispatcher, faults…) and the
+    ``/_sandbox/…`` control routes::
+
+        def test_checkout(havn_sandbox):
+            requests.post(havn_sandbox.url + "/_sandbox/seed", json={...})
+
+Nothing is started or imported beyond pytest until a fixture is used.
+"""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Iterator
+
+import pytest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sandbox.server import SandboxServer
+
+__all__ = ["havn_sandbox_config", "havn_sandbox_server", "havn_sandbox", "SANDBOX_TEST_CONFIG"]
+
+#: Settings of the plugin's sandbox: a fixed seed and a retry schedule compressed 1000×.
+SANDBOX_TEST_CONFIG: Dict[str, Any] = {
+    "HAVN_SANDBOX_SEED": 20261127,
+    "HAVN_SANDBOX_DELIVERY_SCHEDULE_FACTOR": 0.001,
+}
+
+
+@pytest.fixture(scope="session")
+def havn_sandbox_config() -> Dict[str, Any]:
+    """Config of the session's sandbox; override this fixture to change it."""
+    return dict(SANDBOX_TEST_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def havn_sandbox_server(havn_sandbox_config: Dict[str, Any]) -> Iterator["SandboxServer"]:
+    """One sandbox over real HTTP for the whole session (stopped at the end)."""
+    from .sandbox.server import SandboxServer
+
+    server = SandboxServer(config=havn_sandbox_config)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def havn_sandbox(havn_sandbox_server: "SandboxServer") -> Iterator["SandboxServer"]:
+    """The session's sandbox, reset before this test; crashes inside it fail the test."""
+    havn_sandbox_server.raise_errors()
+    havn_sandbox_server.reset()
+    yield havn_sandbox_server
+    havn_sandbox_server.raise_errors()

@@ -56,6 +56,8 @@ def test_sdk_style_body_verifies_by_reserialising():
     (canonical_json(VECTOR_PAYLOAD), None),
     (b"not json", VECTOR_SIGNATURE),
     (b"\xff\xfe", VECTOR_SIGNATURE),
+    (canonical_json(VECTOR_PAYLOAD), "é" * 64),
+    (b"[" * 100_000 + b"]" * 100_000, VECTOR_SIGNATURE),
 ])
 def test_bad_api_signatures_fail(body, signature):
     assert verify_api_signature("test_secret", body, signature) is False

@@ -83,7 +83,9 @@ class WSGIAdapter(BaseAdapter):
         """Run the app for ``request`` and wrap its answer as a ``requests.Response``."""
         started = time.perf_counter()
         url = urlsplit(request.url or "")
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        # The body is handed over whole, so its length is known: drop the framing headers.
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("content-length", "transfer-encoding")}
         builder = EnvironBuilder(
             path=url.path or "/",
             base_url=f"{url.scheme}://{url.netloc}",

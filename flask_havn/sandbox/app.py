@@ -7,7 +7,6 @@ dispatcher, the rate limiter and the fault injector wrapped around
 """
 from __future__ import annotations
 
-import logging
 import random
 import string
 import threading
@@ -20,13 +19,11 @@ from werkzeug.exceptions import HTTPException
 from ..errors import HAVNConfigError
 from .backend import SandboxBackend
 from .events import WebhookDispatcher, new_event_id
-from .faults import FaultInjector
+from .faults import FaultInjector, normalise_spec
 from .ratelimit import RateLimiter
 from .settings import SandboxSettings
 
 __all__ = ["create_app", "get_state", "SandboxState", "EXTENSION_KEY"]
-
-log = logging.getLogger("flask_havn.sandbox")
 
 #: Where the state lives: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "havn_sandbox"
@@ -137,7 +134,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
 
     settings = SandboxSettings.from_mapping(config or {})
     try:
-        FaultInjector(lambda environ, start_response: [], settings.faults)
+        normalise_spec(settings.faults)
     except ValueError as exc:
         raise HAVNConfigError(f"HAVN_SANDBOX_FAULTS is invalid ({exc}); fix it in the sandbox config") from None
 

@@ -76,7 +76,7 @@ class WebhookDispatcher:
         self.schedule_factor = float(schedule_factor)
         self.timeout = timeout
         self._own_session = session is None
-        self.session = session if session is not None else requests.Session()
+        self._session = session if session is not None else requests.Session()
         self.id_factory = id_factory or new_event_id
         self.clock = clock
         self._cond = threading.Condition()
@@ -93,6 +93,23 @@ class WebhookDispatcher:
 
     def __repr__(self) -> str:
         return f"<WebhookDispatcher url={self.url!r} events={len(self._events)}>"
+
+    @property
+    def session(self) -> requests.Session:
+        """The session every delivery POST goes through."""
+        return self._session
+
+    @session.setter
+    def session(self, session: requests.Session) -> None:
+        """Use the caller's session from now on (e.g. one with an in-process adapter mounted).
+
+        Our private session is closed; the caller's is never closed by :meth:`close`.
+        """
+        with self._cond:
+            old, own = self._session, self._own_session
+            self._session, self._own_session = session, False
+        if own and old is not session:
+            old.close()
 
     # -- public API ----------------------------------------------------------
 
@@ -185,7 +202,7 @@ class WebhookDispatcher:
         if thread is not None:
             thread.join()
         if self._own_session:
-            self.session.close()
+            self._session.close()
 
     # -- internals -----------------------------------------------------------
 
@@ -254,7 +271,7 @@ class WebhookDispatcher:
         body = json.dumps(envelope).encode("utf-8")
         headers = webhook_headers([self._secret], envelope["id"], body, timestamp=int(self.clock()))
         try:
-            response = self.session.post(url, data=body, headers=headers, timeout=self.timeout,
+            response = self._session.post(url, data=body, headers=headers, timeout=self.timeout,
                                          allow_redirects=False)
         except requests.RequestException as exc:
             return None, f"{type(exc).__name__}: {exc}"

@@ -17,8 +17,8 @@ idempotency code can be tested::
   :class:`ConnectionDropped` (a ``ConnectionError``, which werkzeug treats as a
   client disconnect) is raised; in-process the :mod:`~.adapter` turns it into
   ``requests.ConnectionError``.
-* ``hang`` stalls ``hang_seconds`` (woken early by :meth:`FaultInjector.close`)
-  and answers 504. When the caller put its read timeout in
+* ``hang`` stalls ``hang_seconds`` (woken early by :meth:`FaultInjector.clear`,
+  ``configure`` or ``close``) and answers 504. When the caller put its read timeout in
   ``environ["havn_sandbox.timeout"]`` and it is shorter, the injector waits
   that long and raises :class:`HangTimeout` instead (the adapter's
   ``requests.ReadTimeout``).
@@ -41,6 +41,7 @@ __all__ = [
     "HangTimeout",
     "FAULT_KINDS",
     "TIMEOUT_ENVIRON_KEY",
+    "normalise_spec",
 ]
 
 log = logging.getLogger("flask_havn.sandbox")
@@ -140,7 +141,7 @@ class FaultInjector:
     """WSGI middleware that injects failures into requests under ``/api/``.
 
     ``sleep`` waits for latency and hangs (default: an interruptible wait that
-    :meth:`close` cuts short); ``clock`` gives epoch seconds for the 429
+    :meth:`clear`, :meth:`configure` and :meth:`close` cut short); ``clock`` gives epoch seconds for the 429
     ``X-RateLimit-Reset``; ``rate_limit`` is the ``X-RateLimit-Limit`` shown on
     an injected 429.
     """
@@ -157,9 +158,10 @@ class FaultInjector:
         self.app = app
         self.clock = clock
         self.rate_limit = rate_limit
-        self._wake = threading.Event()
-        self._sleep = sleep or self._interruptible_sleep
         self._lock = threading.Lock()
+        self._wake = threading.Event()  # set to release every current latency/hang wait
+        self._closed = False
+        self._sleep = sleep or self._interruptible_sleep
         self._spec: Optional[Dict[str, Any]] = None
         self._burst_left = 0
         self._random = random.Random()
@@ -175,6 +177,7 @@ class FaultInjector:
         """Replace the active spec (validated) and restart draws and counters."""
         normal = normalise_spec(spec)
         with self._lock:
+            self._release_waits()
             self._spec = normal
             self._burst_left = normal["burst_429"]
             self._random = random.Random(normal["seed"])
@@ -183,8 +186,9 @@ class FaultInjector:
         return dict(normal, rates=dict(normal["rates"]))
 
     def clear(self) -> None:
-        """Stop injecting faults and zero the counters."""
+        """Stop injecting faults, release stalled hangs (they answer 504 now), zero the counters."""
         with self._lock:
+            self._release_waits()
             self._spec = None
             self._burst_left = 0
             self._random = random.Random()
@@ -205,7 +209,15 @@ class FaultInjector:
 
     def close(self) -> None:
         """Wake every stalled hang or latency wait now and make later ones instant."""
+        with self._lock:
+            self._closed = True
+            self._wake.set()
+
+    def _release_waits(self) -> None:
+        # Under the lock: wake the current waiters; later ones wait on a fresh event (unless closed).
         self._wake.set()
+        if not self._closed:
+            self._wake = threading.Event()
 
     @staticmethod
     def _empty_stats() -> Dict[str, int]:
@@ -214,8 +226,10 @@ class FaultInjector:
         return stats
 
     def _interruptible_sleep(self, seconds: float) -> None:
+        with self._lock:
+            wake = self._wake
         if seconds > 0:
-            self._wake.wait(seconds)
+            wake.wait(seconds)
 
     # -- the middleware ------------------------------------------------------
 

@@ -19,7 +19,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from .. import config as havn_config
 
-__all__ = ["SandboxServer", "SandboxServerError", "run"]
+__all__ = ["SandboxServer", "SandboxServerError", "run", "banner"]
 
 log = logging.getLogger("flask_havn.sandbox")
 
@@ -42,6 +42,11 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         log.debug("%s %s -> %s", self.command, getattr(self, "path", "?"), code)
 
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        # A dropped connection (client gone, or the "drop" fault) ends this connection:
+        # never try to parse leftover request bytes as a next request.
+        self.close_connection = True
+
 
 class _Server(ThreadedWSGIServer):
     """werkzeug's threaded server that hands low-level handler errors to a callback."""
@@ -54,6 +59,15 @@ class _Server(ThreadedWSGIServer):
         exc = sys.exc_info()[1]
         if exc is not None and self.on_error is not None and not isinstance(exc, ConnectionError):
             self.on_error(exc)
+
+
+def _bind(host: str, port: int, app: Any) -> _Server:
+    """A listening server; werkzeug exits the process when binding fails, we raise instead."""
+    try:
+        return _Server(host, port, app, handler=_QuietHandler)
+    except SystemExit:
+        raise OSError(f"cannot listen on {host}:{port} (port in use or address unavailable); "
+                      "pick another port, or port 0 for any free one") from None
 
 
 class SandboxServer:
@@ -112,7 +126,7 @@ class SandboxServer:
         """Bind the port and serve in a daemon thread; return once it accepts requests."""
         if self._server is not None:
             raise RuntimeError("this SandboxServer is already running")
-        server = _Server(self.host, self.port, self._trap(self.app), handler=_QuietHandler)
+        server = _bind(self.host, self.port, self._trap(self.app))
         server.on_error = self._record
         self._connect_signal()
         ready = threading.Event()
@@ -206,24 +220,42 @@ class SandboxServer:
         return trapped
 
 
+def _hide_password(url: str) -> str:
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def banner(url: str, settings: Any) -> str:
+    """What :func:`run` prints: the URL and the credentials to use.
+
+    The development credentials are public defaults and are shown; a
+    user-supplied key or secret never is.
+    """
+    key = settings.api_key if settings.api_key == havn_config.SANDBOX_API_KEY else "(your HAVN_API_KEY)"
+    secret = (settings.webhook_secret if settings.webhook_secret == havn_config.SANDBOX_WEBHOOK_SECRET
+              else "(your HAVN_WEBHOOK_SECRET)")
+    webhooks = _hide_password(settings.webhook_url) if settings.webhook_url else "(none)"
+    return "\n".join([
+        f"HAVN sandbox on {url}  (Ctrl-C to stop)",
+        f"  HAVN_BASE_URL={url}",
+        f"  HAVN_API_KEY={key}",
+        f"  HAVN_WEBHOOK_SECRET={secret}",
+        f"  database: {_hide_password(settings.database_uri)}   webhooks to: {webhooks}",
+    ])
+
+
 def run(host: str = "127.0.0.1", port: int = 8765, config: Optional[Mapping[str, Any]] = None) -> None:
     """Serve a sandbox until Ctrl-C, printing its URL and the credentials to use."""
     from .app import create_app
 
     app = create_app(config)
     state = app.extensions["havn_sandbox"]
-    server = _Server(host, port, app, handler=_QuietHandler)
+    try:
+        server = _bind(host, port, app)
+    except OSError:
+        state.close()
+        raise
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    given = dict(config or {})
-    key = "(your HAVN_API_KEY)" if given.get("HAVN_API_KEY") else havn_config.SANDBOX_API_KEY
-    secret = ("(your HAVN_WEBHOOK_SECRET)" if given.get("HAVN_WEBHOOK_SECRET")
-              else havn_config.SANDBOX_WEBHOOK_SECRET)
-    print(f"HAVN sandbox on http://{shown_host}:{server.port}  (Ctrl-C to stop)")
-    print(f"  HAVN_BASE_URL=http://{shown_host}:{server.port}")
-    print(f"  HAVN_API_KEY={key}")
-    print(f"  HAVN_WEBHOOK_SECRET={secret}")
-    database = re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", state.settings.database_uri)
-    print(f"  database: {database}   webhooks to: {state.settings.webhook_url or '(none)'}")
+    print(banner(f"http://{shown_host}:{server.port}", state.settings), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,0 +1,167 @@
+"""The sandbox's control routes under the reserved prefix ``/_sandbox/``.
+
+Not part of HAVN: tests and demos use them to reset, seed, inspect state,
+emit events on demand, inject faults, change exchange rates and point the
+webhook dispatcher somewhere. JSON in and out; bad input is a 400 naming the
+problem. No authentication: the sandbox only ever holds fake data.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..errors import HAVNValidationError
+from .app import SandboxState, get_state
+from .errors import SandboxError, bad_request
+
+__all__ = ["control"]
+
+control = Blueprint("havn_sandbox_control", __name__, url_prefix="/_sandbox")
+
+_EVENT_TYPES = ("commission.distributed", "transaction.conversion_failed")
+_MAX_WAIT = 30.0
+
+
+@control.errorhandler(SandboxError)
+def _sandbox_error(error: SandboxError) -> Response:
+    response = jsonify(error.body())
+    response.status_code = error.status
+    return response
+
+
+@control.errorhandler(HAVNValidationError)
+def _validation_error(error: HAVNValidationError) -> Response:
+    return _sandbox_error(bad_request(error.message, field=error.field))
+
+
+def _state() -> SandboxState:
+    return get_state(current_app)
+
+
+def _body() -> Dict[str, Any]:
+    """The JSON object sent, or a 400 that says what to send."""
+    payload = request.get_json(force=True, silent=True)
+    if not isinstance(payload, dict):
+        raise bad_request(f"{request.method} {request.path} takes a JSON object body")
+    return payload
+
+
+def _faults_view(state: SandboxState) -> Dict[str, Any]:
+    return {"spec": state.faults.spec, "stats": state.faults.stats()}
+
+
+@control.post("/reset")
+def reset() -> Response:
+    """Drop every user, transaction, event, counter and fault."""
+    _state().reset()
+    return jsonify({"success": True, "message": "Sandbox reset"})
+
+
+@control.post("/seed")
+def seed() -> Response:
+    """Create associates (in order, so hierarchies can be built), vouchers and rates."""
+    spec = _body()
+    try:
+        created = _state().backend.seed(spec)
+    except ValueError as exc:
+        raise bad_request(f"Bad seed spec: {exc}") from None
+    return jsonify(created)
+
+
+@control.get("/state")
+def state() -> Response:
+    """Everything the sandbox holds, plus events, deliveries and faults."""
+    sandbox = _state()
+    dump = dict(sandbox.backend.dump())
+    dump["events"] = sandbox.dispatcher.events()
+    dump["event_status"] = sandbox.dispatcher.statuses()
+    dump["deliveries"] = sandbox.dispatcher.deliveries()
+    dump["faults"] = _faults_view(sandbox)
+    dump["webhook_url"] = sandbox.dispatcher.url
+    return jsonify(dump)
+
+
+@control.post("/events")
+def emit_event() -> Response:
+    """Emit an event now: ``{"type", "transaction_id"?, "data"?}`` → 202 with its envelope."""
+    spec = _body()
+    event_type = spec.get("type")
+    if event_type not in _EVENT_TYPES:
+        raise bad_request(f"'type' must be one of {', '.join(_EVENT_TYPES)}", field="type")
+    transaction_id = spec.get("transaction_id")
+    if transaction_id is not None and not isinstance(transaction_id, str):
+        raise bad_request("'transaction_id' must be a string", field="transaction_id")
+    overrides = spec.get("data")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise bad_request("'data' must be an object merged into the event's data", field="data")
+    sandbox = _state()
+    event = sandbox.backend.build_event(event_type, transaction_id=transaction_id, overrides=overrides)
+    envelope = sandbox.dispatcher.emit(event.type, event.data, test_mode=event.test_mode)
+    response = jsonify(envelope)
+    response.status_code = 202
+    return response
+
+
+@control.put("/faults")
+def put_faults() -> Response:
+    """Replace the fault spec (see ``faults.py``); 400 with the reason when it is bad."""
+    sandbox = _state()
+    try:
+        sandbox.faults.configure(_body())
+    except ValueError as exc:
+        raise bad_request(str(exc), field="faults") from None
+    return jsonify(_faults_view(sandbox))
+
+
+@control.delete("/faults")
+def delete_faults() -> Response:
+    """Stop injecting faults."""
+    sandbox = _state()
+    sandbox.faults.clear()
+    return jsonify(_faults_view(sandbox))
+
+
+@control.put("/rates")
+def put_rates() -> Response:
+    """Set exchange rates: ``{"IDR": "0.00007"}`` (USD per one major unit, as strings)."""
+    rates = _body()
+    try:
+        result = _state().backend.set_rates(rates)
+    except ValueError as exc:
+        raise bad_request(f"Bad rates: {exc}") from None
+    return jsonify(result)
+
+
+@control.get("/deliveries")
+def deliveries() -> Response:
+    """The webhook attempt log; ``?wait=SECONDS`` first waits for queued deliveries to finish."""
+    sandbox = _state()
+    idle: Optional[bool] = None
+    raw_wait = request.args.get("wait")
+    if raw_wait is not None:
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            raise bad_request("'wait' must be a number of seconds", field="wait") from None
+        if not 0 <= wait <= _MAX_WAIT:
+            raise bad_request(f"'wait' must be between 0 and {_MAX_WAIT:g} seconds", field="wait")
+        idle = sandbox.dispatcher.wait_idle(wait)
+    return jsonify({"deliveries": sandbox.dispatcher.deliveries(), "idle": idle})
+
+
+@control.put("/webhook-url")
+def put_webhook_url() -> Response:
+    """Point event delivery at ``{"url": "http://…"}`` (``null`` turns delivery off)."""
+    url = _body().get("url")
+    if url is not None:
+        if not isinstance(url, str):
+            raise bad_request("'url' must be an http(s) URL string or null", field="url")
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise bad_request("'url' must be an absolute http:// or https:// URL", field="url")
+        url = url.strip()
+    sandbox = _state()
+    sandbox.dispatcher.url = url
+    return jsonify({"url": url})
