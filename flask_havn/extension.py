@@ -6,8 +6,10 @@ about an app; everything per app lives in ``app.extensions["havn"]`` (a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+
+import requests
 
 from flask import Flask, current_app, g
 from werkzeug.local import LocalProxy
@@ -26,6 +28,8 @@ __all__ = ["HAVN", "HAVNState", "current_havn", "get_state"]
 
 _EXTENSION_KEY = "havn"
 _CLIENT_KEY = "_havn_client"
+#: Where the embedded sandbox reaches the host app in-process (never resolved by DNS).
+_HOST_URL = "http://havn-host.invalid"
 
 
 @dataclass
@@ -41,12 +45,16 @@ class HAVNState:
     models: Optional[Models] = field(default=None, repr=False)
     #: The extension object that registered this app (holds the ``authorize`` callback).
     extension: Optional["HAVN"] = field(default=None, repr=False)
+    #: The session the embedded sandbox delivers its events through (to this app, in-process).
+    sandbox_delivery_session: Optional[requests.Session] = field(default=None, repr=False)
 
     def close(self) -> None:
         """Close the pooled connections (and the embedded sandbox); for tests and shutdown."""
         self.transport.close()
         if self.sandbox_app is not None:
             self.sandbox_app.extensions["havn_sandbox"].close()
+        if self.sandbox_delivery_session is not None:
+            self.sandbox_delivery_session.close()
 
     def make_client(self) -> HAVNClient:
         """A client over this app's pooled transport (cheap: no new connections)."""
@@ -98,13 +106,22 @@ class HAVN(HAVNServices):
             )
         config = HAVNConfig.from_app_config(app.config, {**self._options, **options})
         config.require_credentials()
-        for name in ("base_url", "timeout", "max_retries", "backoff_factor", "test_mode", "payment_gateway",
-                     "bulk_max_size", "url_prefix", "sandbox"):
-            app.config.setdefault("HAVN_" + name.upper(), getattr(config, name))
+        for item in fields(config):
+            if item.repr:  # every resolved setting but the secrets becomes visible in app.config
+                app.config.setdefault("HAVN_" + item.name.upper(), getattr(config, item.name))
 
+        db = db if db is not None else self._db
+        routes = routes if routes is not None else self._routes
+        if routes and db is None:
+            raise HAVNConfigError(
+                "HAVN routes need a database: pass your Flask-SQLAlchemy instance, HAVN(app, db=db), "
+                "or drop routes=True to use flask_havn as a client only."
+            )
+        with_routes = db is not None and routes is not False
         sandbox_app = None
         if config.sandbox:
-            config, sandbox_app = _embed_sandbox(config)
+            hook_url = _HOST_URL + config.url_prefix + config.webhook_path if with_routes else None
+            config, sandbox_app = _embed_sandbox(config, app.config, webhook_url=hook_url)
         transport = Transport(
             api_key=config.api_key or "",
             webhook_secret=config.webhook_secret or "",
@@ -118,25 +135,20 @@ class HAVN(HAVNServices):
             from .sandbox.adapter import WSGIAdapter
 
             transport.mount(SANDBOX_BASE_URL, WSGIAdapter(sandbox_app))
-        db = db if db is not None else self._db
-        routes = routes if routes is not None else self._routes
-        if routes and db is None:
-            raise HAVNConfigError(
-                "HAVN routes need a database: pass your Flask-SQLAlchemy instance, HAVN(app, db=db), "
-                "or drop routes=True to use flask_havn as a client only."
-            )
         state = HAVNState(
             config=config, transport=transport, db=db, sandbox_app=sandbox_app,
             models=build_models(db) if db is not None else None, extension=self,
         )
         app.extensions[_EXTENSION_KEY] = state
         app.teardown_appcontext(_release_client)
-        if db is not None and routes is not False:
+        if with_routes:
             from .views import register_routes
             from .webhooks import register_webhooks
 
             register_routes(app, state)
             register_webhooks(app, state)
+            if sandbox_app is not None:
+                _deliver_sandbox_events_in_process(app, state)
 
         from .cli import havn_cli
 
@@ -197,10 +209,13 @@ def _release_client(exc: Optional[BaseException]) -> None:
     g.pop(_CLIENT_KEY, None)
 
 
-def _embed_sandbox(config: HAVNConfig) -> Tuple[HAVNConfig, Flask]:
-    """Point ``config`` at an in-process sandbox and build that sandbox app."""
-    from dataclasses import replace
+def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook_url: Optional[str]
+                   ) -> Tuple[HAVNConfig, Flask]:
+    """Point ``config`` at an in-process sandbox and build that sandbox app.
 
+    ``HAVN_SANDBOX_*`` keys of the host's config pass through to the sandbox
+    (rates, seed, commission levels…); its events go to ``webhook_url``.
+    """
     from .sandbox import create_app
 
     config = replace(
@@ -209,8 +224,22 @@ def _embed_sandbox(config: HAVNConfig) -> Tuple[HAVNConfig, Flask]:
         webhook_secret=config.webhook_secret or SANDBOX_WEBHOOK_SECRET,
         base_url=SANDBOX_BASE_URL,
     )
-    sandbox_app = create_app({"HAVN_API_KEY": config.api_key, "HAVN_WEBHOOK_SECRET": config.webhook_secret})
-    return config, sandbox_app
+    sandbox_config: Dict[str, Any] = {k: v for k, v in app_config.items() if k.startswith("HAVN_SANDBOX_")}
+    sandbox_config.update(HAVN_API_KEY=config.api_key, HAVN_WEBHOOK_SECRET=config.webhook_secret)
+    if webhook_url is not None:
+        sandbox_config.setdefault("HAVN_SANDBOX_WEBHOOK_URL", webhook_url)
+    return config, create_app(sandbox_config)
+
+
+def _deliver_sandbox_events_in_process(app: Flask, state: HAVNState) -> None:
+    """Let the embedded sandbox POST its events to this app's webhook endpoint, without a socket."""
+    from .sandbox.adapter import WSGIAdapter
+
+    session = requests.Session()
+    session.mount(_HOST_URL, WSGIAdapter(app))
+    assert state.sandbox_app is not None
+    state.sandbox_app.extensions["havn_sandbox"].dispatcher.session = session
+    state.sandbox_delivery_session = session
 
 
 #: The current app's :class:`HAVNClient` (like ``current_user``): ``current_havn.transactions.send(…)``.

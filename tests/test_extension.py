@@ -191,3 +191,26 @@ def test_secrets_absent_from_reprs_and_logs(caplog: pytest.LogCaptureFixture, ht
         shown = " ".join([repr(havn), repr(havn.config), repr(app.extensions["havn"]), repr(havn.client),
                           repr(havn.client.transport), caplog.text])
     assert "SENSITIVE" not in shown
+
+
+def test_sandbox_mode_needs_no_keys_and_talks_to_an_in_process_sandbox():
+    app = _app(HAVN_SANDBOX=True, HAVN_SANDBOX_SEED=7)
+    havn = HAVN(app)
+    try:
+        with app.app_context():
+            assert havn.config.base_url == "http://havn-sandbox.invalid"
+            owner = havn.client.users.sync(email="owner@example.com", name="Ada Owner", is_owner=True)
+            assert owner.success and owner.referral_code.startswith("HAVN-AO-")
+            sent = havn.client.transactions.send(
+                amount=10000, referral_code=owner.referral_code, customer_email="c@example.com",
+                payment_gateway_transaction_id="pi_1",
+            )
+            assert sent.transaction.status == "completed"
+            assert [c.amount for c in sent.commissions] == [500]
+        sandbox = app.extensions["havn"].sandbox_app.extensions["havn_sandbox"]
+        dump = sandbox.backend.dump()
+        assert len(dump["transactions"]) == 1 and dump["transactions"][0]["payment_gateway"] == "MANUAL"
+        # Client-only host: no webhook endpoint, so the sandbox has nowhere to deliver.
+        assert sandbox.dispatcher.url is None
+    finally:
+        app.extensions["havn"].close()
