@@ -39,3 +39,4 @@ def sandbox_command(host: str, port: int, database: Optional[str], webhook_url: 
     if seed is not None:
         config["HAVN_SANDBOX_SEED"] = seed
     run(host=host, port=port, config=config)
+from . import cli_webhooks  # noqa: F401,E402

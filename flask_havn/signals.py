@@ -2,9 +2,18 @@
 
 Every signal is sent with the real app object as sender
 (``current_app._get_current_object()``), after the database commit that
-recorded what it announces. Connect to the app object, not to ``current_app``,
-and keep a reference to receivers defined as lambdas or closures: blinker holds
-receivers weakly by default (``signal.connect(fn, weak=False)`` otherwise).
+recorded what it announces — except the three webhook signals
+(``webhook_received``, ``commission_distributed``, ``conversion_failed``),
+which are sent *inside* the inbound event's transaction: what a receiver
+writes through ``db.session`` commits together with the event, and a receiver
+that raises rolls it all back and makes the endpoint answer 500 so HAVN
+retries (see flask_havn.webhooks). Don't commit inside those receivers.
+
+Blinker pitfalls: connect to the app object (``signal.connect(fn, sender=app)``
+or no sender), never to ``current_app`` (a proxy, which is not the sender);
+and keep a reference to receivers defined as lambdas or closures: blinker
+holds receivers weakly by default, so an unreferenced lambda silently
+disappears (``signal.connect(fn, weak=False)`` otherwise).
 """
 from __future__ import annotations
 

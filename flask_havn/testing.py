@@ -21,6 +21,15 @@ Installing flask_havn makes these fixtures available in every test suite:
         def test_checkout(havn_sandbox):
             requests.post(havn_sandbox.url + "/_sandbox/seed", json={...})
 
+For webhooks (imported lazily from :mod:`flask_havn.webhook_testing`):
+
+``sign_webhook(payload, secret, *, msg_id=None, timestamp=None)``
+    ``(body_bytes, headers)`` of a Standard-Webhooks-signed event, ready for
+    ``client.post(url, data=body, headers=headers)``.
+``record_signals(*signals)``
+    A context manager yielding the list of flask_havn signals sent inside it
+    (``RecordedSignal(name, sender, kwargs)``), like Flask-Mail's ``record_messages()``.
+
 Nothing is started or imported beyond pytest until a fixture is used.
 """
 from __future__ import annotations
@@ -32,7 +41,27 @@ import pytest
 if TYPE_CHECKING:  # pragma: no cover
     from .sandbox.server import SandboxServer
 
-__all__ = ["havn_sandbox_config", "havn_sandbox_server", "havn_sandbox", "SANDBOX_TEST_CONFIG"]
+__all__ = [
+    "havn_sandbox_config",
+    "havn_sandbox_server",
+    "havn_sandbox",
+    "SANDBOX_TEST_CONFIG",
+    "sign_webhook",
+    "record_signals",
+    "RecordedSignal",
+    "sample_event",
+]
+_WEBHOOK_HELPERS = ("sign_webhook", "record_signals", "RecordedSignal", "sample_event")
+
+
+def __getattr__(name: str) -> Any:
+    # The webhook helpers live in flask_havn.webhook_testing; imported on first use so
+    # that loading this plugin into every pytest run stays cheap.
+    if name in _WEBHOOK_HELPERS:
+        from . import webhook_testing
+
+        return getattr(webhook_testing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Settings of the plugin's sandbox: a fixed seed and a retry schedule compressed 1000×.
 SANDBOX_TEST_CONFIG: Dict[str, Any] = {

@@ -1,12 +1,329 @@
-"""Receiving HAVN's signed events: verify, store once, apply, send signals."""
+"""Receiving HAVN's signed events: verify, store once, apply, send signals.
+
+``POST {HAVN_URL_PREFIX}{HAVN_WEBHOOK_PATH}`` (default ``/havn/webhooks``),
+following webhook-events.md. In order: the body size (413; at most
+``HAVN_WEBHOOK_MAX_BYTES + 1`` bytes are ever read), the Standard Webhooks
+headers and signature over the raw bytes (400/401), the JSON envelope (400),
+then the event is stored once in ``havn_webhook_events`` and processed.
+
+Processing is one database transaction: the matching Payment is updated,
+then the signals are sent (``commission_distributed`` / ``conversion_failed``,
+then ``webhook_received``), then the event is marked ``processed`` (or
+``ignored``) and everything commits together. **Receivers run inside that
+transaction**: what they write through ``db.session`` commits with the event,
+and if one raises, everything rolls back, the event is kept as ``failed``
+with the traceback and the answer is 500, so HAVN retries and the retry runs
+the receivers again. Do not commit in a receiver. A repeated event id is
+answered 200 and sends nothing.
+
+CSRF: when Flask-WTF's ``CSRFProtect`` is on the app, the webhook blueprint
+is exempted automatically, whether ``CSRFProtect`` was set up before or after
+HAVN (senders of webhooks cannot carry a CSRF token).
+
+Rejections are logged on the ``flask_havn.webhooks`` logger with their
+reason, never with a secret or a signature; the answer stays generic.
+"""
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Tuple
 
-from flask import Flask
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
 
-__all__ = ["register_webhooks"]
+from . import signals
+from .errors import WebhookVerificationError
+from .events import (
+    COMMISSION_DISTRIBUTED,
+    CONVERSION_FAILED,
+    KNOWN_TYPES,
+    EnvelopeError,
+    Event,
+    apply_event,
+    commissions_of,
+    find_payment,
+    parse_envelope,
+    reason_of,
+)
+from .models import utcnow
+from .signing import verify_webhook
+
+__all__ = ["register_webhooks", "WebhookReceiver", "Outcome", "get_receiver", "BLUEPRINT_NAME"]
+
+log = logging.getLogger("flask_havn.webhooks")
+
+#: Name of the per-app blueprint holding the endpoint (``url_for("havn_webhooks.receive")``).
+BLUEPRINT_NAME = "havn_webhooks"
+_EXTENSION_KEY = "havn_webhooks"
+_CHUNK = 64 * 1024
+#: Longest traceback text kept in ``havn_webhook_events.last_error``.
+_MAX_ERROR_TEXT = 20_000
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+_GENERIC = {
+    400: ("invalid_request", "invalid webhook headers"),
+    401: ("invalid_signature", "invalid signature"),
+    413: ("payload_too_large", "payload too large"),
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one delivery (or replay) of an event."""
+
+    #: HTTP status to answer: 200, or 500 when processing failed.
+    status_code: int
+    #: The event's stored status after this delivery (``processed``, ``ignored``, ``failed``…).
+    event_status: str
+    #: ``True`` when the id was already handled (or in hand): nothing was done.
+    duplicate: bool = False
+    #: The traceback text when processing failed.
+    error: Optional[str] = None
+
+
+class WebhookReceiver:
+    """The webhook endpoint's logic for one app (``app.extensions["havn_webhooks"]``).
+
+    ``clock`` gives epoch seconds for the timestamp tolerance check; tests may
+    replace it (``get_receiver(app).clock = lambda: 1_800_000_000``).
+    """
+
+    def __init__(self, state: Any, *, clock: Callable[[], float] = time.time) -> None:
+        self._state = state
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"<WebhookReceiver path={self.path!r}>"
+
+    @property
+    def path(self) -> str:
+        """The endpoint's full path on the app."""
+        config = self._state.config
+        return (config.url_prefix + config.webhook_path) or "/"
+
+    # -- HTTP ----------------------------------------------------------------
+
+    def handle_request(self) -> Tuple[Any, int]:
+        """Answer the current request (the view); every rejection is JSON and logged."""
+        if request.method != "POST":
+            response = jsonify(error="method_not_allowed", message="send webhook events with POST")
+            response.headers["Allow"] = "POST"
+            return response, 405
+        config = self._state.config
+        try:
+            body = _read_body(config.webhook_max_bytes)
+            msg_id = verify_webhook(config.inbound_secrets, request.headers, body,
+                                    tolerance=config.webhook_tolerance, now=self.clock())
+        except WebhookVerificationError as exc:
+            return _reject(exc.status_code or 401, exc.message)
+        try:
+            event = parse_envelope(body, expected_id=msg_id)
+        except EnvelopeError as exc:
+            log.warning("webhook %r rejected (400): %s", msg_id, exc)
+            return jsonify(error="invalid_payload", message="invalid payload"), 400
+        try:
+            outcome = self.receive(event)
+        except SQLAlchemyError:
+            self._session().rollback()
+            log.exception("webhook %s (%r) could not be stored; answering 500 so the sender retries",
+                          event.id, event.type)
+            return jsonify(error="storage_failed",
+                           message="the event could not be stored; it will be retried"), 500
+        if outcome.status_code >= 500:
+            return jsonify(error="processing_failed",
+                           message="processing failed; the event is stored and will be processed on retry"), 500
+        return jsonify(received=True, id=event.id, status=outcome.event_status,
+                       duplicate=outcome.duplicate), 200
+
+    # -- store once, process ---------------------------------------------------
+
+    def receive(self, event: Event) -> Outcome:
+        """Store ``event`` once and process it, unless its id was already handled."""
+        claimed, status = self._claim(event)
+        if not claimed:
+            log.info("webhook %s (%r) already %s; nothing to do", event.id, event.type, status)
+            return Outcome(200, status, duplicate=True)
+        return self._process(event)
+
+    def replay(self, event_id: str) -> Outcome:
+        """Process a stored event again, whatever its status; its signals are sent again.
+
+        Raises ``LookupError`` when no event has that id.
+        """
+        session, model = self._session(), self._model()
+        row = session.get(model, event_id)
+        if row is None:
+            session.rollback()
+            raise LookupError(f"no stored HAVN event has the id {event_id!r}; list them with `flask havn webhooks`")
+        event = Event.from_envelope(dict(row.payload))
+        row.status = "received"
+        row.attempts = (row.attempts or 0) + 1
+        session.commit()
+        return self._process(event)
+
+    def _session(self) -> Any:
+        return self._state.db.session
+
+    def _model(self) -> Any:
+        return self._state.models.WebhookEvent
+
+    def _claim(self, event: Event) -> Tuple[bool, str]:
+        """Insert the event row (its own transaction); ``(True, …)`` if this delivery must process it.
+
+        An existing id is processed again only if it ``failed``, and then only by
+        the one delivery whose conditional UPDATE flips it back to ``received``.
+        """
+        session, model = self._session(), self._model()
+        session.add(model(id=event.id, type=event.type, payload=event.envelope, test_mode=event.test_mode,
+                          status="received", attempts=1, event_created_at=event.created_at,
+                          received_at=utcnow()))
+        try:
+            session.commit()
+            return True, "received"
+        except IntegrityError:
+            session.rollback()
+        result = session.execute(
+            sa.update(model)
+            .where(model.id == event.id, model.status == "failed")
+            .values(status="received", attempts=model.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        if result.rowcount == 1:
+            return True, "received"
+        status = session.execute(sa.select(model.status).where(model.id == event.id)).scalar_one_or_none()
+        session.rollback()
+        return False, status or "received"
+
+    def _process(self, event: Event) -> Outcome:
+        """Apply ``event`` and send its signals in one transaction; on error keep it as ``failed``."""
+        session, model = self._session(), self._model()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            payment = None
+            now = utcnow()
+            if event.type in KNOWN_TYPES:
+                payment = find_payment(session, self._state.models.Payment, event.data)
+                if payment is not None:
+                    apply_event(event, payment, now)
+                session.flush()
+            if event.type == COMMISSION_DISTRIBUTED:
+                signals.commission_distributed.send(app, event=event, payment=payment,
+                                                    commissions=commissions_of(event.data))
+            elif event.type == CONVERSION_FAILED:
+                signals.conversion_failed.send(app, event=event, payment=payment, reason=reason_of(event.data))
+            signals.webhook_received.send(app, event=event)
+            row = session.get(model, event.id)
+            status = "processed" if event.type in KNOWN_TYPES else "ignored"
+            row.status = status
+            row.payment_id = payment.id if payment is not None else None
+            row.processed_at = utcnow()
+            row.last_error = None
+            session.commit()
+        except Exception:
+            error = traceback.format_exc()[-_MAX_ERROR_TEXT:]
+            session.rollback()
+            log.error("webhook %s (%r) failed while processing; stored as failed, the retry will process it "
+                      "again:\n%s", event.id, event.type, error)
+            self._mark_failed(event.id, error)
+            return Outcome(500, "failed", error=error)
+        if payment is not None:
+            # Reload what the commit expired, so receivers that kept the Payment (and
+            # record_signals() in tests) can still read it once the session is gone.
+            try:
+                session.refresh(payment)
+            except Exception:  # pragma: no cover - a convenience only; the event is committed
+                session.rollback()
+        log.info("webhook %s (%r) %s", event.id, event.type, status)
+        return Outcome(200, status)
+
+    def _mark_failed(self, event_id: str, error: str) -> None:
+        session, model = self._session(), self._model()
+        try:
+            session.execute(
+                sa.update(model).where(model.id == event_id)
+                .values(status="failed", last_error=error, processed_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        except Exception:  # the database itself is failing: the 500 still makes the sender retry
+            session.rollback()
+            log.exception("webhook %s: could not record the failure", event_id)
+
+
+def _read_body(max_bytes: int) -> bytes:
+    """The raw body, never more than ``max_bytes + 1`` bytes read; 413 beyond ``max_bytes``."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise WebhookVerificationError(f"body of {length} bytes exceeds {max_bytes}", status_code=413)
+    chunks = []
+    total = 0
+    try:
+        stream = request.stream
+        while total <= max_bytes:
+            chunk = stream.read(min(_CHUNK, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except RequestEntityTooLarge:  # the app's own MAX_CONTENT_LENGTH is lower
+        raise WebhookVerificationError("body exceeds the app's MAX_CONTENT_LENGTH", status_code=413) from None
+    if total > max_bytes:
+        raise WebhookVerificationError(f"body exceeds {max_bytes} bytes", status_code=413)
+    return b"".join(chunks)
+
+
+def _reject(status: int, reason: str) -> Tuple[Response, int]:
+    error, message = _GENERIC.get(status, _GENERIC[401])
+    log.warning("webhook rejected (%d) from %s: %s", status, request.remote_addr, reason)
+    return jsonify(error=error, message=message), status
+
+
+def _receive_view() -> Any:
+    return get_receiver().handle_request()
+
+
+def get_receiver(app: Optional[Flask] = None) -> WebhookReceiver:
+    """The :class:`WebhookReceiver` of ``app`` (default: the current app)."""
+    target = current_app if app is None else app
+    try:
+        return target.extensions[_EXTENSION_KEY]
+    except KeyError:
+        raise LookupError("this app has no HAVN webhook endpoint: pass db= to HAVN(app, db=db) "
+                          "(and keep routes enabled) to get one") from None
+
+
+def _exempt_from_csrf(app: Flask, blueprint: Blueprint) -> bool:
+    """Exempt ``blueprint`` from Flask-WTF's CSRFProtect if it is on ``app``; ``True`` if done."""
+    csrf = app.extensions.get("csrf")
+    if csrf is None or not hasattr(csrf, "exempt"):
+        return False
+    csrf.exempt(blueprint)
+    return True
 
 
 def register_webhooks(app: Flask, state: Any) -> None:
-    """Register the webhook endpoint on ``app``."""
+    """Register the webhook endpoint (blueprint ``havn_webhooks``) and its receiver on ``app``."""
+    config = state.config
+    receiver = WebhookReceiver(state)
+    app.extensions[_EXTENSION_KEY] = receiver
+    blueprint = Blueprint(BLUEPRINT_NAME, __name__, url_prefix=config.url_prefix or None)
+    blueprint.add_url_rule(config.webhook_path or "/", endpoint="receive", view_func=_receive_view,
+                           methods=_ALL_METHODS, provide_automatic_options=False)
+    app.register_blueprint(blueprint)
+    if _exempt_from_csrf(app, blueprint):
+        return
+    # CSRFProtect may be set up after HAVN: its before_request hook then runs after this
+    # one, so exempting on the first request is still in time.
+    pending = [True]
+
+    def _exempt_when_csrf_arrives() -> None:
+        if pending and _exempt_from_csrf(app, blueprint):
+            pending.clear()
+
+    app.before_request(_exempt_when_csrf_arrives)

@@ -1,0 +1,199 @@
+"""HAVN's inbound events without Flask: the envelope, matching a payment, applying an event.
+
+The pure half of the webhook receiver (webhook-events.md): :func:`parse_envelope`
+turns verified body bytes into an :class:`Event` (or raises
+:class:`EnvelopeError`, answered 400); :func:`find_payment` matches an event to
+the host's Payment; :func:`apply_event` writes what the event says onto it.
+No commit happens here: the caller owns the transaction.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional
+
+import sqlalchemy as sa
+
+__all__ = [
+    "Event",
+    "EnvelopeError",
+    "parse_envelope",
+    "find_payment",
+    "apply_event",
+    "commissions_of",
+    "reason_of",
+    "COMMISSION_DISTRIBUTED",
+    "CONVERSION_FAILED",
+    "KNOWN_TYPES",
+    "MAX_ID_LENGTH",
+]
+
+COMMISSION_DISTRIBUTED = "commission.distributed"
+CONVERSION_FAILED = "transaction.conversion_failed"
+#: Event types this version acts on; any other verified type is stored as ``ignored``.
+KNOWN_TYPES = (COMMISSION_DISTRIBUTED, CONVERSION_FAILED)
+#: Longest event id and type stored (the width of ``havn_webhook_events.id`` / ``.type``).
+MAX_ID_LENGTH = 100
+_MAX_CREATED_AT = 40
+#: Keys of a conversion failure copied into ``Payment.havn_details``.
+CONVERSION_DETAIL_KEYS = (
+    "reason", "original_amount", "original_currency", "submitted_amount", "expected_amount",
+    "submitted_exchange_rate", "server_exchange_rate",
+)
+
+
+class EnvelopeError(ValueError):
+    """The verified body is not a valid event envelope (answered 400); the text says why."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One HAVN event as receivers see it (the ``event`` keyword of every webhook signal).
+
+    ``created_at`` is the envelope's ISO 8601 text (``None`` when the sender
+    gave none); ``data`` is the event's ``data`` object; ``envelope`` is the
+    whole parsed body, as stored in ``havn_webhook_events.payload``.
+    """
+
+    id: str
+    type: str
+    created_at: Optional[str]
+    test_mode: bool
+    data: Dict[str, Any] = field(repr=False)
+    envelope: Dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_envelope(cls, envelope: Any, *, expected_id: Optional[str] = None) -> "Event":
+        """Check ``envelope`` (a parsed body) and build the event; raises :class:`EnvelopeError`."""
+        if not isinstance(envelope, dict):
+            raise EnvelopeError("the body is not a JSON object")
+        missing = [key for key in ("id", "type", "data") if key not in envelope]
+        if missing:
+            raise EnvelopeError(f"the envelope lacks {', '.join(missing)}")
+        event_id, event_type, data = envelope["id"], envelope["type"], envelope["data"]
+        if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH:
+            raise EnvelopeError(f"id must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+        if expected_id is not None and event_id != expected_id:
+            raise EnvelopeError("the envelope id differs from the webhook-id header")
+        if not isinstance(event_type, str) or not event_type or len(event_type) > MAX_ID_LENGTH:
+            raise EnvelopeError(f"type must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+        if not isinstance(data, dict):
+            raise EnvelopeError("data must be a JSON object")
+        created_at = envelope.get("created_at")
+        if created_at is not None and (not isinstance(created_at, str) or len(created_at) > _MAX_CREATED_AT):
+            raise EnvelopeError(f"created_at must be an ISO 8601 string of at most {_MAX_CREATED_AT} characters")
+        test_mode = envelope.get("test_mode", False)
+        if test_mode is None:
+            test_mode = False
+        if not isinstance(test_mode, bool):
+            raise EnvelopeError("test_mode must be true or false")
+        return cls(id=event_id, type=event_type, created_at=created_at, test_mode=test_mode,
+                   data=data, envelope=envelope)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_envelope(body: bytes, expected_id: Optional[str] = None) -> Event:
+    """Parse verified body bytes (strict UTF-8 JSON, no NaN/Infinity) into an :class:`Event`.
+
+    ``expected_id`` is the ``webhook-id`` header: the envelope's ``id`` must equal it.
+    """
+    try:
+        text = body.decode("utf-8")
+        envelope = json.loads(text, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise EnvelopeError(f"the body is not UTF-8 JSON ({type(exc).__name__})") from None
+    return Event.from_envelope(envelope, expected_id=expected_id)
+
+
+def _transaction(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    value = data.get("transaction")
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) and value and len(value) <= 200 else None
+
+
+def _int(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any]) -> Optional[Any]:
+    """The local Payment an event's ``data.transaction`` names, or ``None``.
+
+    Tried in order: ``payment_gateway_transaction_id`` (unique), ``invoice_id``
+    (only when exactly one payment carries it: an ambiguous invoice matches
+    nothing), then HAVN's ``transaction_id`` against ``havn_transaction_id``.
+    """
+    transaction = _transaction(data)
+    gateway_id = _text(transaction.get("payment_gateway_transaction_id"))
+    if gateway_id is not None:
+        found = session.execute(
+            sa.select(payment_model).where(payment_model.payment_gateway_transaction_id == gateway_id)
+        ).scalar_one_or_none()
+        if found is not None:
+            return found
+    for column, key in ((payment_model.invoice_id, "invoice_id"),
+                        (payment_model.havn_transaction_id, "transaction_id")):
+        value = _text(transaction.get(key))
+        if value is None:
+            continue
+        rows = session.execute(sa.select(payment_model).where(column == value).limit(2)).scalars().all()
+        if len(rows) == 1:
+            return rows[0]
+    return None
+
+
+def commissions_of(data: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The event's commissions: the objects of ``data.commissions`` (anything else is dropped)."""
+    value = data.get("commissions")
+    if not isinstance(value, list):
+        return []
+    return [dict(item) for item in value if isinstance(item, dict)]
+
+
+def reason_of(data: Mapping[str, Any]) -> str:
+    """HAVN's reason of a conversion failure (a generic text when the event has none)."""
+    reason = data.get("reason")
+    return reason if isinstance(reason, str) and reason else "conversion failed at HAVN"
+
+
+def apply_event(event: Event, payment: Any, now: datetime) -> None:
+    """Write what ``event`` says onto ``payment`` (a Payment row); no commit, no signal.
+
+    ``commission.distributed``: ``delivery_state`` becomes ``sent`` (HAVN has the
+    transaction), with HAVN's transaction id, the commissions and their total;
+    ``sent_at`` is set if it was not. ``transaction.conversion_failed``:
+    ``delivery_state`` becomes ``conversion_failed``, ``havn_details`` holds the
+    reason and amounts, ``last_error`` the reason. Other types change nothing.
+    """
+    transaction = _transaction(event.data)
+    havn_id = _text(transaction.get("transaction_id"))
+    if event.type == COMMISSION_DISTRIBUTED:
+        commissions = commissions_of(event.data)
+        total = _int(event.data.get("total_commission"))
+        if total is None:
+            total = sum(_int(item.get("amount")) or 0 for item in commissions)
+        if payment.delivery_state != "sent":
+            payment.delivery_state = "sent"
+            payment.next_attempt_at = None
+        if havn_id is not None:
+            payment.havn_transaction_id = havn_id
+        payment.commissions = commissions
+        payment.total_commission = total
+        if payment.sent_at is None:
+            payment.sent_at = now
+    elif event.type == CONVERSION_FAILED:
+        reason = reason_of(event.data)
+        details = {key: event.data.get(key) for key in CONVERSION_DETAIL_KEYS}
+        details["reason"] = reason
+        payment.delivery_state = "conversion_failed"
+        payment.next_attempt_at = None
+        payment.havn_details = details
+        payment.last_error = reason
+        if havn_id is not None and payment.havn_transaction_id is None:
+            payment.havn_transaction_id = havn_id
