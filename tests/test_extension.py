@@ -214,3 +214,34 @@ def test_sandbox_mode_needs_no_keys_and_talks_to_an_in_process_sandbox():
         assert sandbox.dispatcher.url is None
     finally:
         app.extensions["havn"].close()
+
+
+def test_embedded_sandbox_delivers_its_events_to_the_hosts_own_endpoint(make_host):
+    from flask_havn.signals import commission_distributed
+    from flask_havn.webhooks import get_receiver
+
+    host = make_host({"HAVN_SANDBOX_SEED": 3})
+    received: List[Any] = []
+
+    def on_commission(sender: Any, **kwargs: Any) -> None:
+        received.append((sender, kwargs["event"].type, kwargs["commissions"]))
+
+    commission_distributed.connect(on_commission, sender=host.app)
+    try:
+        with host.app.app_context():
+            owner = host.havn.client.users.sync(email="owner@example.com", name="Ada Owner", is_owner=True)
+            host.havn.client.transactions.send(amount=10000, referral_code=owner.referral_code,
+                                               customer_email="c@example.com", payment_gateway_transaction_id="pi_9")
+        sandbox = host.app.extensions["havn"].sandbox_app.extensions["havn_sandbox"]
+        assert sandbox.dispatcher.url == "http://havn-host.invalid" + get_receiver(host.app).path
+        assert sandbox.dispatcher.wait_idle(10)
+        assert [d["status_code"] for d in sandbox.dispatcher.deliveries()] == [200]
+        assert len(received) == 1
+        sender, event_type, commissions = received[0]
+        assert sender is host.app and event_type == "commission.distributed"
+        assert [c["amount"] for c in commissions] == [500]
+        with host.app.app_context():
+            events = host.db.session.execute(host.db.select(host.havn.models.WebhookEvent)).scalars().all()
+            assert [(e.type, e.status) for e in events] == [("commission.distributed", "processed")]
+    finally:
+        commission_distributed.disconnect(on_commission, sender=host.app)
