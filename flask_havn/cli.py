@@ -40,3 +40,4 @@ def sandbox_command(host: str, port: int, database: Optional[str], webhook_url: 
         config["HAVN_SANDBOX_SEED"] = seed
     run(host=host, port=port, config=config)
 from . import cli_webhooks  # noqa: F401,E402
+from . import cli_projects  # noqa: F401,E402

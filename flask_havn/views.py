@@ -1,12 +1,389 @@
-"""The blueprint: thin JSON routes over the services."""
+"""The blueprint: thin JSON routes over the services, closed until the host allows access.
+
+Routes (under ``HAVN_URL_PREFIX``, default ``/havn``)::
+
+    POST /projects                     {"project_name", "upline_referral_code"?}      201
+    GET  /projects                     ?limit=&offset=                                200
+    GET  /projects/<id>                with members, referral code, downline projects 200
+    POST /projects/<id>/sync           {"email", "name"} → the referral code          200
+    POST /projects/<id>/members        {"users": [{"email", "name"}]}                 200
+    POST /payments                     see :meth:`HAVNServices.record_payment`        201 (200 if known)
+    GET  /payments/<id>                                                               200
+    POST /payments/<id>/complete       a pending payment became completed             200
+    POST /payments/<id>/retry          put a failed/dead payment back in line         200
+
+They manage money, so every route answers 403 until the host registers
+``@havn.authorize`` (a function returning ``True`` to allow the current
+request). Errors are JSON ``{"error", "message"}`` (400 adds ``"errors"``: one
+message per field), never an HTML page. The webhook endpoint lives in another
+blueprint and is not behind ``authorize`` (its signature authenticates it).
+"""
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from flask import Flask
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
-__all__ = ["register_routes"]
+from .errors import (
+    HAVNAPIError,
+    HAVNAuthError,
+    HAVNConfigError,
+    HAVNConflictError,
+    HAVNError,
+    HAVNNetworkError,
+    HAVNNotFoundError,
+    HAVNRateLimitError,
+    HAVNValidationError,
+)
+
+__all__ = ["register_routes", "project_json", "payment_json", "member_json", "BLUEPRINT_NAME"]
+
+BLUEPRINT_NAME = "havn"
+_CATCH_ALL = "not_found"
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_FORBIDDEN_UNREGISTERED = (
+    "HAVN routes are closed until you register @havn.authorize: decorate a function that returns True when "
+    "the current request may manage HAVN projects and payments (e.g. an admin check)."
+)
+_FORBIDDEN_DENIED = "Your @havn.authorize callback did not allow this request."
+_PAYMENT_FIELDS = (
+    "project_id", "amount_cents", "currency", "status", "invoice_id", "customer_id", "customer_email",
+    "voucher_code", "transaction_type", "payment_gateway", "payment_gateway_transaction_id", "custom_fields",
+    "subtotal_cents",
+)
+
+
+def _iso(value: Optional[datetime]) -> Optional[str]:
+    return None if value is None else value.isoformat() + "Z"
+
+
+def member_json(member: Any) -> Dict[str, Any]:
+    """A ProjectMember as JSON."""
+    return {
+        "id": member.id, "email": member.email, "name": member.name, "role": member.role,
+        "havn_user_id": member.havn_user_id, "sync_state": member.sync_state, "last_error": member.last_error,
+    }
+
+
+def project_json(project: Any, *, detail: bool = False, downline: Any = ()) -> Dict[str, Any]:
+    """A Project as JSON; ``detail`` adds its members and the projects it referred."""
+    data: Dict[str, Any] = {
+        "id": project.id, "name": project.name, "upline_referral_code": project.upline_referral_code,
+        "referral_code": project.referral_code, "havn_associate_id": project.havn_associate_id,
+        "sync_state": project.sync_state, "last_error": project.last_error, "synced_at": _iso(project.synced_at),
+        "created_at": _iso(project.created_at), "updated_at": _iso(project.updated_at),
+    }
+    if detail:
+        members = sorted(project.members, key=lambda m: (m.role != "owner", m.id))
+        data["members"] = [member_json(m) for m in members]
+        data["downline_projects"] = [
+            {"id": p.id, "name": p.name, "referral_code": p.referral_code, "sync_state": p.sync_state}
+            for p in downline
+        ]
+    return data
+
+
+def payment_json(payment: Any) -> Dict[str, Any]:
+    """A Payment as JSON, with its HAVN delivery state."""
+    return {
+        "id": payment.id, "project_id": payment.project_id, "amount_cents": payment.amount,
+        "currency": payment.currency, "subtotal_cents": payment.subtotal, "status": payment.status,
+        "invoice_id": payment.invoice_id, "customer_id": payment.customer_id,
+        "customer_email": payment.customer_email, "voucher_code": payment.voucher_code,
+        "payment_gateway": payment.payment_gateway,
+        "payment_gateway_transaction_id": payment.payment_gateway_transaction_id,
+        "transaction_type": payment.transaction_type, "custom_fields": payment.custom_fields,
+        "delivery_state": payment.delivery_state, "havn_transaction_id": payment.havn_transaction_id,
+        "attempts": payment.attempts, "next_attempt_at": _iso(payment.next_attempt_at),
+        "last_error": payment.last_error, "commissions": payment.commissions or [],
+        "total_commission": payment.total_commission, "havn_details": payment.havn_details,
+        "completed_at": _iso(payment.completed_at), "sent_at": _iso(payment.sent_at),
+        "created_at": _iso(payment.created_at), "updated_at": _iso(payment.updated_at),
+    }
+
+
+def _error(status: int, error: str, message: str, **extra: Any) -> Tuple[Response, int]:
+    body: Dict[str, Any] = {"error": error, "message": message}
+    body.update(extra)
+    return jsonify(body), status
+
+
+def _havn() -> Any:
+    """The HAVN extension object of the current app (its services)."""
+    from .delivery import current_state
+
+    return current_state().extension
+
+
+def _json_body() -> Dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise HAVNValidationError("body", "send a JSON object with Content-Type: application/json")
+    return data
+
+
+def _only(data: Mapping[str, Any], allowed: Tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        exc = HAVNValidationError(unknown[0], f"is not accepted here; send only {', '.join(allowed)}")
+        exc.errors = {name: "is not accepted here" for name in unknown}  # type: ignore[attr-defined]
+        raise exc
+
+
+def _not_found(kind: str, ident: int) -> Tuple[Response, int]:
+    return _error(404, "not_found", f"no {kind} with id {ident}; list them with GET {_prefix()}/{kind}s")
+
+
+def _prefix() -> str:
+    from .delivery import current_state
+
+    return current_state().config.url_prefix
+
+
+#: Ids beyond a 32-bit INTEGER column cannot exist (and would overflow the database driver).
+_MAX_ID = 2 ** 31 - 1
+
+
+def _project_or_404(project_id: int) -> Any:
+    if not 1 <= project_id <= _MAX_ID:
+        return None
+    return current_app.extensions["havn"].db.session.get(_havn().models.Project, project_id)
+
+
+def _payment_or_404(payment_id: int) -> Any:
+    if not 1 <= payment_id <= _MAX_ID:
+        return None
+    return current_app.extensions["havn"].db.session.get(_havn().models.Payment, payment_id)
+
+
+def _int_arg(name: str, default: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HAVNValidationError(name, "must be a whole number") from None
+    if value < 0 or value > maximum:
+        raise HAVNValidationError(name, f"must be between 0 and {maximum}")
+    return value
+
+
+# -- views -----------------------------------------------------------------
+
+def create_project() -> Tuple[Response, int]:
+    """``POST /projects``: create a project (201)."""
+    data = _json_body()
+    _only(data, ("project_name", "upline_referral_code"))
+    project = _havn().create_project(data.get("project_name"), data.get("upline_referral_code"))
+    return jsonify(project_json(project, detail=True)), 201
+
+
+def list_projects() -> Response:
+    """``GET /projects``: one page of projects, oldest first."""
+    limit = _int_arg("limit", 100, 500)
+    offset = _int_arg("offset", 0, 10 ** 9)
+    Project = _havn().models.Project
+    total = Project.query.count()
+    rows = Project.query.order_by(Project.id).offset(offset).limit(limit).all()
+    return jsonify({"projects": [project_json(p) for p in rows], "total": total, "limit": limit, "offset": offset})
+
+
+def get_project(project_id: int) -> Any:
+    """``GET /projects/<id>``: the project with its members and the projects it referred."""
+    project = _project_or_404(project_id)
+    if project is None:
+        return _not_found("project", project_id)
+    return jsonify(project_json(project, detail=True, downline=_havn().downline_projects(project)))
+
+
+def sync_project(project_id: int) -> Any:
+    """``POST /projects/<id>/sync``: sync the owner; answers the referral code."""
+    project = _project_or_404(project_id)
+    if project is None:
+        return _not_found("project", project_id)
+    data = _json_body()
+    _only(data, ("email", "name"))
+    project = _havn().sync_owner(project, data.get("email"), data.get("name"))
+    return jsonify({"referral_code": project.referral_code,
+                    "project": project_json(project, detail=True, downline=_havn().downline_projects(project))})
+
+
+def sync_members(project_id: int) -> Any:
+    """``POST /projects/<id>/members``: sync the team; summary and per-member errors."""
+    project = _project_or_404(project_id)
+    if project is None:
+        return _not_found("project", project_id)
+    data = _json_body()
+    _only(data, ("users",))
+    if "users" not in data:
+        raise HAVNValidationError("users", "is required: a list of {\"email\", \"name\"} objects")
+    result = _havn().sync_members(project, data["users"])
+    return jsonify({
+        "referral_code": project.referral_code,
+        "summary": {"total": result.summary.total, "success": result.summary.success,
+                    "errors": result.summary.errors},
+        "errors": [{"index": e.get("index"), "email": e.get("email"), "error": e.get("error")}
+                   for e in result.errors],
+        "members": [member_json(m) for m in sorted(project.members, key=lambda m: m.id)],
+    })
+
+
+def record_payment() -> Tuple[Response, int]:
+    """``POST /payments``: record (and, inline, deliver) a payment; 201, or 200 if already recorded."""
+    data = _json_body()
+    _only(data, _PAYMENT_FIELDS)
+    if "project_id" not in data:
+        raise HAVNValidationError("project_id", "is required: the id of the project the payment belongs to")
+    if "amount_cents" not in data:
+        raise HAVNValidationError("amount_cents", "is required: an integer amount in minor units (e.g. cents)")
+    payment, created = _havn()._record_payment(
+        data["project_id"], data["amount_cents"], data.get("currency", "USD"),
+        customer_email=data.get("customer_email"), status=data.get("status", "completed"),
+        invoice_id=data.get("invoice_id"), customer_id=data.get("customer_id"),
+        voucher_code=data.get("voucher_code"), transaction_type=data.get("transaction_type"),
+        payment_gateway=data.get("payment_gateway"),
+        payment_gateway_transaction_id=data.get("payment_gateway_transaction_id"),
+        custom_fields=data.get("custom_fields"), subtotal=data.get("subtotal_cents"),
+    )
+    return jsonify(payment_json(payment)), 201 if created else 200
+
+
+def get_payment(payment_id: int) -> Any:
+    """``GET /payments/<id>``: the payment and its HAVN delivery state."""
+    payment = _payment_or_404(payment_id)
+    if payment is None:
+        return _not_found("payment", payment_id)
+    return jsonify(payment_json(payment))
+
+
+def complete_payment(payment_id: int) -> Any:
+    """``POST /payments/<id>/complete``: a pending payment was paid; deliver it."""
+    payment = _payment_or_404(payment_id)
+    if payment is None:
+        return _not_found("payment", payment_id)
+    return jsonify(payment_json(_havn().complete_payment(payment)))
+
+
+def retry_payment(payment_id: int) -> Any:
+    """``POST /payments/<id>/retry``: put a failed or dead payment back in line."""
+    payment = _payment_or_404(payment_id)
+    if payment is None:
+        return _not_found("payment", payment_id)
+    return jsonify(payment_json(_havn().retry_payment(payment)))
+
+
+def not_found(rest: str = "") -> Tuple[Response, int]:
+    """Anything else under the prefix: 405 if another route has the path, else 404 — JSON either way."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in _METHODS:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        if endpoint != f"{BLUEPRINT_NAME}.{_CATCH_ALL}":
+            allowed.append(method)
+    if allowed:
+        response, status = _error(405, "method_not_allowed",
+                                  f"{request.method} is not allowed here; use {', '.join(allowed)}")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response, status
+    return _error(404, "not_found", f"no HAVN route at {request.path}")
+
+
+def _method_not_allowed(allowed: Tuple[str, ...]) -> Any:
+    def view(**_: Any) -> Tuple[Response, int]:
+        response, status = _error(405, "method_not_allowed",
+                                  f"{request.method} is not allowed here; use {', '.join(allowed)}")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response, status
+    return view
+
+
+# -- access and errors -----------------------------------------------------
+
+def _authorize() -> Optional[Tuple[Response, int]]:
+    """Default deny: 403 unless the host's ``@havn.authorize`` callback returns true."""
+    if request.endpoint == f"{BLUEPRINT_NAME}.{_CATCH_ALL}":
+        return None  # unknown paths reveal nothing; answer them plainly
+    extension = current_app.extensions["havn"].extension
+    callback = getattr(extension, "_authorize", None)
+    if callback is None:
+        return _error(403, "forbidden", _FORBIDDEN_UNREGISTERED)
+    if not callback():
+        return _error(403, "forbidden", _FORBIDDEN_DENIED)
+    return None
+
+
+def _handle_havn_error(exc: HAVNError) -> Tuple[Response, int]:
+    """Map the error tree to HTTP: the client's fault 4xx, HAVN's or the network's 5xx."""
+    if isinstance(exc, HAVNValidationError):
+        errors = getattr(exc, "errors", None) or {exc.field: exc.reason}
+        return _error(400, "validation_error", exc.message, errors=errors)
+    if isinstance(exc, HAVNConflictError):
+        return _error(409, "conflict", exc.message)
+    if isinstance(exc, HAVNNotFoundError):
+        return _error(422, "havn_not_found", exc.message)
+    if isinstance(exc, HAVNRateLimitError):
+        response, status = _error(503, "havn_rate_limited", exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(int(exc.retry_after + 0.999))
+        return response, status
+    if isinstance(exc, HAVNAuthError):
+        return _error(502, "havn_auth_failed", exc.message)
+    if isinstance(exc, HAVNNetworkError):
+        return _error(504, "havn_unreachable", exc.message)
+    if isinstance(exc, HAVNAPIError):
+        status = exc.status_code or 502
+        if 400 <= status < 500:
+            return _error(422, "havn_rejected", exc.message)
+        return _error(502, "havn_error", exc.message)
+    if isinstance(exc, HAVNConfigError):
+        current_app.logger.error("HAVN configuration error: %s", exc.message)
+        return _error(500, "havn_config_error", exc.message)
+    return _error(500, "havn_error", exc.message)
+
+
+def _handle_http_error(exc: HTTPException) -> Tuple[Response, int]:
+    status = exc.code or 500
+    return _error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or exc.name or "")
+
+
+_ID = "int"
+#: rule → {method: (endpoint, view)}
+_ROUTES: Dict[str, Dict[str, Tuple[str, Any]]] = {
+    "/projects": {"POST": ("create_project", create_project), "GET": ("list_projects", list_projects)},
+    f"/projects/<{_ID}:project_id>": {"GET": ("get_project", get_project)},
+    f"/projects/<{_ID}:project_id>/sync": {"POST": ("sync_project", sync_project)},
+    f"/projects/<{_ID}:project_id>/members": {"POST": ("sync_members", sync_members)},
+    "/payments": {"POST": ("record_payment", record_payment)},
+    f"/payments/<{_ID}:payment_id>": {"GET": ("get_payment", get_payment)},
+    f"/payments/<{_ID}:payment_id>/complete": {"POST": ("complete_payment", complete_payment)},
+    f"/payments/<{_ID}:payment_id>/retry": {"POST": ("retry_payment", retry_payment)},
+}
+
+
+def _blueprint(url_prefix: str) -> Blueprint:
+    bp = Blueprint(BLUEPRINT_NAME, __name__, url_prefix=url_prefix or None)
+    for number, (rule, methods) in enumerate(_ROUTES.items()):
+        for method, (endpoint, view) in methods.items():
+            bp.add_url_rule(rule, endpoint, view, methods=[method])
+        allowed = tuple(sorted(methods))
+        others = [m for m in _METHODS if m not in methods]
+        # Other methods get a JSON 405 (a routing 405 would bypass the blueprint's handlers).
+        bp.add_url_rule(rule, f"method_not_allowed_{number}", _method_not_allowed(allowed), methods=others)
+    if url_prefix:
+        # Never on an empty prefix: it would swallow the host's own 404s.
+        bp.add_url_rule("/<path:rest>", _CATCH_ALL, not_found, methods=list(_METHODS))
+    bp.before_request(_authorize)
+    bp.register_error_handler(HAVNError, _handle_havn_error)
+    bp.register_error_handler(HTTPException, _handle_http_error)
+    return bp
 
 
 def register_routes(app: Flask, state: Any) -> None:
     """Register the HAVN blueprint on ``app`` under ``HAVN_URL_PREFIX``."""
+    app.register_blueprint(_blueprint(state.config.url_prefix))
