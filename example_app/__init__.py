@@ -1,44 +1,83 @@
 """ShopEasy: a small SaaS that shows flask_havn at work (``flask --app example_app run``).
 
 With no ``HAVN_API_KEY`` in the environment it runs against the embedded HAVN
-sandbox; with real keys (and ``HAVN_BASE_URL``) it talks to HAVN unchanged.
+sandbox (and says so on every page); with real keys (and ``HAVN_BASE_URL``)
+it talks to HAVN unchanged. Its pages call flask_havn's services
+(``havn.create_project``, ``havn.sync_owner``, ``havn.record_payment``…) the way
+a host's own views would; its signal receivers (receivers.py) fill its own
+activity table.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+import secrets
+from typing import Any, Dict, Mapping, Optional
 
-from flask import Flask, jsonify
-from flask_sqlalchemy import SQLAlchemy
+from flask import Flask, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 
-from flask_havn import HAVN
+from .csrf import init_csrf
+from .extensions import db, havn
+from .money import format_money
+from .receivers import connect_receivers
 
-db = SQLAlchemy()
-havn = HAVN()
+__all__ = ["create_app", "db", "havn"]
+
+#: Blueprints whose POSTs need ShopEasy's CSRF token (flask_havn's own routes are not ours).
+_PAGES = ("projects", "payments", "network", "activity", "sandbox_tools")
 
 
-def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
-    """Build ShopEasy; ``config`` overrides the defaults (tests pass their own)."""
-    app = Flask(__name__, instance_relative_config=True)
+def create_app(config: Optional[Mapping[str, Any]] = None, *, instance_path: Optional[str] = None) -> Flask:
+    """Build ShopEasy; ``config`` overrides the defaults, ``instance_path`` moves its SQLite file (tests)."""
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(
-        SECRET_KEY=os.environ.get("SHOPEASY_SECRET_KEY", "shopeasy-dev-only"),
+        # Signs the session (and so the CSRF token); a fresh one per start unless you set yours.
+        SECRET_KEY=os.environ.get("SHOPEASY_SECRET_KEY") or secrets.token_hex(32),
         SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "shopeasy.sqlite"),
+        MAX_CONTENT_LENGTH=1024 * 1024,
     )
     if not os.environ.get("HAVN_API_KEY"):
         app.config["HAVN_SANDBOX"] = True
     app.config.update(config or {})
+
     db.init_app(app)
+    # ShopEasy's pages call havn's services directly, so it registers no @havn.authorize:
+    # flask_havn's JSON routes under /havn stay closed (403), as they should without a login.
     havn.init_app(app, db=db)
+    init_csrf(app, protected_blueprints=_PAGES)
+    connect_receivers(app)
+    _register_pages(app)
+
+    with app.app_context():
+        from . import models  # noqa: F401  (declares ShopEasy's table before create_all)
+
+        db.create_all()
+    return app
+
+
+def _register_pages(app: Flask) -> None:
+    from .views import activity, network, payments, projects, sandbox
+
+    for blueprint in (projects.bp, payments.bp, network.bp, activity.bp, sandbox.bp):
+        app.register_blueprint(blueprint)
+    app.add_template_filter(format_money, "money")
+
+    @app.context_processor
+    def _havn_settings() -> Dict[str, Any]:
+        settings = havn.config
+        return {"havn_sandbox": settings.sandbox, "havn_test_mode": settings.test_mode,
+                "havn_base_url": settings.base_url}
 
     @app.get("/")
     def index() -> Any:
-        settings = havn.config
-        return jsonify(
-            app="ShopEasy",
-            havn={"sandbox": settings.sandbox, "base_url": settings.base_url, "test_mode": settings.test_mode},
-        )
+        return redirect(url_for("projects.index"))
 
-    with app.app_context():
-        db.create_all()
-    return app
+    @app.errorhandler(HTTPException)
+    def _error_page(exc: HTTPException) -> Any:
+        # flask_havn's JSON routes answer JSON; ShopEasy's pages answer a page.
+        prefix = havn.config.url_prefix
+        if request.blueprint not in _PAGES and (request.blueprint is not None or
+                                                (prefix and request.path.startswith(prefix + "/"))):
+            return exc
+        return render_template("error.html", code=exc.code, name=exc.name, description=exc.description), exc.code

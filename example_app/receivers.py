@@ -1,0 +1,87 @@
+"""ShopEasy's receivers of flask_havn's webhook signals: they fill the activity feed.
+
+Ordinary ``signal.connect`` functions, as the README tells hosts to write
+them. They run inside the inbound event's database transaction, so they only
+``db.session.add`` (never commit): the rows commit together with the event,
+and if anything raises, nothing is kept and HAVN retries. They are idempotent
+per event (a replayed event adds no second line).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import sqlalchemy as sa
+from flask import Flask
+
+from flask_havn.signals import commission_distributed, conversion_failed
+
+from .extensions import db
+from .models import ActivityItem
+from .money import format_money
+
+__all__ = ["connect_receivers", "record_commissions", "record_conversion_failure"]
+
+
+def _already_recorded(event_id: str) -> bool:
+    found = db.session.execute(
+        sa.select(ActivityItem.id).where(ActivityItem.event_id == event_id).limit(1)
+    ).first()
+    return found is not None
+
+
+def _payment_label(payment: Any) -> str:
+    if payment is None:
+        return "a payment ShopEasy does not know"
+    project = getattr(payment, "project", None)
+    name = f" of {project.name}" if project is not None else ""
+    return f"payment #{payment.id}{name}"
+
+
+def _int(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def record_commissions(sender: Flask, *, event: Any, payment: Any, commissions: List[Dict[str, Any]],
+                       **extra: Any) -> None:
+    """``commission_distributed``: one activity line per commission earned."""
+    if _already_recorded(event.id):
+        return
+    for line, commission in enumerate(commissions):
+        code = commission.get("referral_code")
+        code = code if isinstance(code, str) else None
+        level = _int(commission.get("level"))
+        amount = _int(commission.get("amount"))
+        level_text = f" (level {level})" if level is not None else ""
+        db.session.add(ActivityItem(
+            kind="commission", event_id=event.id, line=line,
+            payment_id=payment.id if payment is not None else None,
+            referral_code=code, level=level, amount=amount, currency="USD",
+            message=f"{code or 'An associate'} earned {format_money(amount, 'USD')}{level_text} "
+                    f"on {_payment_label(payment)}",
+        ))
+
+
+def record_conversion_failure(sender: Flask, *, event: Any, payment: Any, reason: str, **extra: Any) -> None:
+    """``conversion_failed``: one activity line with HAVN's reason and amounts."""
+    if _already_recorded(event.id):
+        return
+    data = event.data
+    currency = data.get("original_currency") if isinstance(data.get("original_currency"), str) else None
+    original = _int(data.get("original_amount"))
+    submitted, expected = _int(data.get("submitted_amount")), _int(data.get("expected_amount"))
+    amounts = ""
+    if submitted is not None and expected is not None:
+        amounts = (f": sent {format_money(submitted, 'USD')}, HAVN expected {format_money(expected, 'USD')}")
+    paid = f" ({format_money(original, currency)})" if original is not None and currency else ""
+    db.session.add(ActivityItem(
+        kind="conversion_failed", event_id=event.id, line=0,
+        payment_id=payment.id if payment is not None else None,
+        amount=original, currency=currency,
+        message=f"Conversion failed on {_payment_label(payment)}{paid} — {reason}{amounts}",
+    ))
+
+
+def connect_receivers(app: Flask) -> None:
+    """Connect the receivers for ``app`` (the real app object is the signals' sender)."""
+    commission_distributed.connect(record_commissions, sender=app)
+    conversion_failed.connect(record_conversion_failure, sender=app)

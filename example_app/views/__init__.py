@@ -1,0 +1,1 @@
+"""ShopEasy's pages, one blueprint per area (projects, payments, network, activity, sandbox)."""
