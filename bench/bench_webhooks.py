@@ -1,0 +1,44 @@
+"""Inbound webhook verification against the reference ``standardwebhooks`` package.
+
+Both verify the same signed 2 KiB event; the ratio shows whether our
+verifier (several secrets, constant-time over every pair) costs more than
+the reference implementation's single-secret check.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Tuple
+
+from standardwebhooks.webhooks import Webhook
+
+from flask_havn.signing import verify_webhook, webhook_headers
+
+from ._timing import best_of, report
+
+SECRET = "whsec_" + base64.b64encode(b"benchmark-secret-0123456789abcdef").decode()
+
+
+def run(quick: bool = False) -> Tuple[float, float]:
+    number, repeat = (200, 2) if quick else (5000, 5)
+    body = json.dumps({"id": "evt_" + "x" * 24, "type": "commission.distributed",
+                       "data": {"padding": "é" * 1000}}).encode()
+    headers = webhook_headers([SECRET], "evt_" + "x" * 24, body, timestamp=int(time.time()))
+    reference = Webhook(SECRET)
+    text = body.decode()
+
+    def ours() -> None:
+        verify_webhook([SECRET], headers, body)
+
+    def theirs() -> None:
+        reference.verify(text, headers)
+
+    t_ours = best_of(ours, repeat=repeat, number=number)
+    t_base = best_of(theirs, repeat=repeat, number=number)
+    report("verify a signed 2 KiB event", t_ours, t_base, "standardwebhooks")
+    return t_ours, t_base
+
+
+if __name__ == "__main__":
+    run()
