@@ -1,6 +1,8 @@
 """flask_havn: the HAVN referral and commission platform for Flask apps."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     HAVNAPIError,
     HAVNAuthError,
@@ -33,8 +35,15 @@ __all__ = [
 ]
 
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import HAVNClient
+    from .extension import HAVN, current_havn
+
+
 def __getattr__(name: str) -> object:
-    # Transitional: the extension and client are imported on first use.
+    # HAVN, current_havn and HAVNClient load Flask, SQLAlchemy and requests; they are
+    # imported on first use so that the pytest plugin (flask_havn.testing), loaded
+    # into every pytest run of a host, costs nothing until a fixture is used.
     if name in ("HAVN", "current_havn"):
         from . import extension
 
