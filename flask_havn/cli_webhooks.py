@@ -88,8 +88,8 @@ def trigger_command(event_type: str, payment_ref: Optional[str], url: Optional[s
     else:
         target = _receiver().path
         with current_app.test_client() as client:
-            response = client.post(target, data=body, headers=headers)
-            status, text = response.status_code, response.get_data(as_text=True)
+            answer = client.post(target, data=body, headers=headers)
+            status, text = answer.status_code, answer.get_data(as_text=True)
     click.echo(f"{event_type} {envelope['id']} -> POST {target}: {status}")
     click.echo(text.strip())
     if not 200 <= status < 300:

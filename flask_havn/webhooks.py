@@ -117,7 +117,7 @@ class WebhookReceiver:
         config = self._state.config
         try:
             body = _read_body(config.webhook_max_bytes)
-            msg_id = verify_webhook(config.inbound_secrets, request.headers, body,
+            msg_id = verify_webhook(config.inbound_secrets, dict(request.headers), body,
                                     tolerance=config.webhook_tolerance, now=self.clock())
         except WebhookVerificationError as exc:
             return _reject(exc.status_code or 401, exc.message)

@@ -84,8 +84,8 @@ class WSGIAdapter(BaseAdapter):
         started = time.perf_counter()
         url = urlsplit(request.url or "")
         # The body is handed over whole, so its length is known: drop the framing headers.
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in ("content-length", "transfer-encoding")}
+        headers = [(k, v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in request.headers.items()
+                   if k.lower() not in ("content-length", "transfer-encoding")]
         builder = EnvironBuilder(
             path=url.path or "/",
             base_url=f"{url.scheme}://{url.netloc}",
@@ -134,7 +134,7 @@ class WSGIAdapter(BaseAdapter):
         response.raw = raw
         response.url = request.url or ""
         response.request = request
-        response.connection = self
+        response.connection = self  # type: ignore[assignment]  # requests types it as HTTPAdapter
         response.elapsed = timedelta(seconds=time.perf_counter() - started)
         return response
 

@@ -130,8 +130,9 @@ def seed(ctx: Ctx, spec: Any) -> Tuple[Dict[str, Any], Dict[str, Decimal]]:
     except HAVNValidationError as exc:
         raise from_validation(exc) from None
     for i, item in enumerate(_list(spec, "vouchers")):
-        row = create_voucher(ctx, item, prefix=f"vouchers[{i}].")
-        created["vouchers"].append({"serial": row.serial, "code": row.code, "associate_id": row.associate_id})
+        voucher = create_voucher(ctx, item, prefix=f"vouchers[{i}].")
+        created["vouchers"].append({"serial": voucher.serial, "code": voucher.code,
+                                    "associate_id": voucher.associate_id})
     created["rates"] = {code: rate_text(rate) for code, rate in rates.items()}
     return created, rates
 
@@ -188,7 +189,7 @@ def build_event_data(ctx: Ctx, event_type: str, transaction_id: Optional[str], d
     if event_type == "commission.distributed":
         txn = _invented_transaction(ctx, demo)
         shares = commission_shares(txn["amount"], ctx.settings.commission_levels)
-        commissions = [
+        commissions: List[Dict[str, Any]] = [
             {"commission_id": f"com_demo{ctx.ids.hex('demo-com', demo * 100 + level, 8)}",
              "associate_id": f"asc_demo{level}", "referral_code": f"HAVN-SB-{level:03d}", "level": level,
              "amount": share, "percentage": float(pct), "type": "REFERRAL", "direction": "UP", "status": "PENDING"}

@@ -214,7 +214,7 @@ class SandboxBackend:
             self._demo += 1
             demo = self._demo
             data = self._run(lambda ctx: build_event_data(ctx, event_type, transaction_id, demo), test_mode=True)
-        data = deep_merge(dict(data), dict(overrides or {}))
+        data = dict(deep_merge(dict(data), dict(overrides or {})))
         return Event(event_type, dict(data))
 
     def dump(self) -> dict:

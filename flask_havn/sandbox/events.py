@@ -122,7 +122,7 @@ class WebhookDispatcher:
         event_id: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Record an event and queue its delivery; return the envelope."""
-        envelope = {
+        envelope: Dict[str, Any] = {
             "id": event_id or self.id_factory(),
             "type": event_type,
             "created_at": _iso(self.clock()),

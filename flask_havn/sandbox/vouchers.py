@@ -340,8 +340,8 @@ def _within(value: Optional[Any], low: Optional[Any], high: Optional[Any]) -> bo
 
 def list_vouchers(ctx: Ctx, params: Mapping[str, Any]) -> Dict[str, Any]:
     """``GET /vouchers`` with HAVN's filters, sorting and exactly-six-key pagination."""
-    page = _int(params, "page", 1, low=1)
-    per_page = _int(params, "per_page", 10, low=1, high=100)
+    page = _int(params, "page", 1, low=1) or 1
+    per_page = _int(params, "per_page", 10, low=1, high=100) or 10
     active = _bool(params, "active")
     is_valid = _bool(params, "is_valid")
     is_expired = _bool(params, "is_expired")
