@@ -6,6 +6,12 @@ it talks to HAVN unchanged. Its pages call flask_havn's services
 (``havn.create_project``, ``havn.sync_owner``, ``havn.record_payment``…) the way
 a host's own views would; its signal receivers (receivers.py) fill its own
 activity table.
+
+Currency: by default HAVN converts non-USD payments (``HAVN_CURRENCY_CONVERSION
+= "server"``). To see ShopEasy convert them itself and HAVN check the result,
+start it with ``HAVN_CURRENCY_CONVERSION=client HAVN_EXCHANGE_RATES='IDR=0.0000633,
+EUR=1.08' flask --app example_app run`` (or pass those keys to ``create_app``);
+then move a rate on the /sandbox page to watch HAVN refuse a conversion.
 """
 from __future__ import annotations
 
@@ -67,7 +73,7 @@ def _register_pages(app: Flask) -> None:
     def _havn_settings() -> Dict[str, Any]:
         settings = havn.config
         return {"havn_sandbox": settings.sandbox, "havn_test_mode": settings.test_mode,
-                "havn_base_url": settings.base_url}
+                "havn_base_url": settings.base_url, "havn_conversion": settings.currency_conversion}
 
     @app.get("/")
     def index() -> Any:

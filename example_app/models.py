@@ -29,7 +29,8 @@ class ActivityItem(db.Model):  # type: ignore[name-defined]
 
     id = sa.Column(sa.Integer, primary_key=True)
     kind = sa.Column(sa.String(30), nullable=False, index=True)
-    #: The HAVN event this line came from, and its position in it (one line per commission).
+    #: The HAVN event this line came from (``answer:payment:<id>`` for a conversion failure HAVN's
+    #: synchronous answer reported first), and its position in it (one line per commission).
     event_id = sa.Column(sa.String(100), nullable=False)
     line = sa.Column(sa.Integer, nullable=False, default=0)
     #: The local payment (``havn_payments.id``) the event is about, when ShopEasy has it.

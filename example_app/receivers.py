@@ -61,20 +61,28 @@ def record_commissions(sender: Flask, *, event: Any, payment: Any, commissions: 
         ))
 
 
-def record_conversion_failure(sender: Flask, *, event: Any, payment: Any, reason: str, **extra: Any) -> None:
-    """``conversion_failed``: one activity line with HAVN's reason and amounts."""
-    if _already_recorded(event.id):
+def record_conversion_failure(sender: Flask, *, event: Any, payment: Any, reason: str,
+                              details: Optional[Dict[str, Any]] = None, **extra: Any) -> None:
+    """``conversion_failed``: one activity line with HAVN's reason and amounts.
+
+    Sent once per failure, from HAVN's event or (``event`` is ``None``) from its
+    synchronous answer, whichever came first; keyed on the event id or the payment.
+    """
+    key = event.id if event is not None else f"answer:payment:{payment.id if payment is not None else '?'}"
+    if _already_recorded(key):
         return
-    data = event.data
+    data = details if details is not None else (event.data if event is not None else {})
     currency = data.get("original_currency") if isinstance(data.get("original_currency"), str) else None
     original = _int(data.get("original_amount"))
+    if (original is None or currency is None) and payment is not None:
+        original, currency = payment.amount, payment.currency
     submitted, expected = _int(data.get("submitted_amount")), _int(data.get("expected_amount"))
     amounts = ""
     if submitted is not None and expected is not None:
         amounts = (f": sent {format_money(submitted, 'USD')}, HAVN expected {format_money(expected, 'USD')}")
     paid = f" ({format_money(original, currency)})" if original is not None and currency else ""
     db.session.add(ActivityItem(
-        kind="conversion_failed", event_id=event.id, line=0,
+        kind="conversion_failed", event_id=key, line=0,
         payment_id=payment.id if payment is not None else None,
         amount=original, currency=currency,
         message=f"Conversion failed on {_payment_label(payment)}{paid} — {reason}{amounts}",

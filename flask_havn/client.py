@@ -222,8 +222,10 @@ class TransactionsResource(_Resource):
                                         discount, 1..1,000,000,000
         referral_code                   ``referral_code``: stripped, UPPER-cased, 3..50;
                                         omitted when ``None`` (the sale is platform revenue)
-        currency                        ``currency``: stripped, UPPER-cased, one of HAVN's 26;
-                                        always sent (default ``USD``)
+        currency                        ``currency``: stripped, UPPER-cased, one of HAVN's 26
+                                        or BHD/JOD/KWD/OMR/TND/CLP/ISK (HAVN's minor-unit
+                                        table; a real HAVN may refuse those); always sent
+                                        (default ``USD``)
         payment_gateway_transaction_id  same name; required, not blank, ≤ 200, sent as given
         payment_gateway                 same name; stripped, UPPER-cased, ≤ 100; falls back to
                                         ``default_payment_gateway``, then to the client's

@@ -7,9 +7,12 @@ options, then the defaults below. Later changes to ``app.config`` are not seen.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
+from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from .currency import parse_rate_table
 from .errors import HAVNConfigError
 
 __all__ = ["HAVNConfig", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
@@ -85,6 +88,14 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return parse
 
 
+def _rate_table(value: Any) -> Mapping[str, Decimal]:
+    return MappingProxyType(parse_rate_table(value))
+
+
+def _no_rates() -> Mapping[str, Decimal]:
+    return MappingProxyType({})
+
+
 def _secrets(value: Any) -> Tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     return tuple(str(item).strip() for item in items if str(item).strip())
@@ -133,6 +144,13 @@ class HAVNConfig:
     webhook_tolerance: int = 300
     #: ``HAVN_WEBHOOK_MAX_BYTES`` — largest inbound event body accepted (else 413).
     webhook_max_bytes: int = 256 * 1024
+    #: ``HAVN_CURRENCY_CONVERSION`` — ``"server"`` (send the original amount with
+    #: ``server_side_conversion``; HAVN converts) or ``"client"`` (convert to USD cents here with
+    #: ``HAVN_EXCHANGE_RATES`` or ``@havn.rate_provider`` and send the audit in ``custom_fields``).
+    currency_conversion: str = "server"
+    #: ``HAVN_EXCHANGE_RATES`` — client mode's rates: currency → USD per ONE MAJOR UNIT, as decimal
+    #: strings or ``Decimal`` (``{"IDR": "0.0000633"}``; floats are refused).
+    exchange_rates: Mapping[str, Decimal] = field(default_factory=_no_rates, hash=False)
 
     @classmethod
     def from_app_config(
@@ -203,7 +221,14 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "webhook_secrets": _secrets,
     "webhook_tolerance": _positive_int,
     "webhook_max_bytes": _positive_int,
+    "currency_conversion": _choice("server", "client"),
+    "exchange_rates": _rate_table,
 }
 
 #: Default of every key, by its ``HAVN_*`` name (for docs and ``app.config.setdefault``).
-DEFAULTS: Dict[str, Any] = {"HAVN_" + f.name.upper(): f.default for f in fields(HAVNConfig)}
+def _default(f: Any) -> Any:
+    """A field's default as plain data (a default factory's mapping becomes a dict)."""
+    return f.default if f.default is not MISSING else dict(f.default_factory())
+
+
+DEFAULTS: Dict[str, Any] = {"HAVN_" + f.name.upper(): _default(f) for f in fields(HAVNConfig)}

@@ -19,10 +19,18 @@ context (a request, ``flask havn deliver``, or a Celery/RQ task doing
 3. records the outcome (only if it still holds the claim) and commits, then
    sends ``transaction_sent`` / ``transaction_failed``.
 
+The money sent is fixed on the row (:func:`money_fields`): the original
+amount and currency (HAVN converts), or, for a payment recorded with
+``HAVN_CURRENCY_CONVERSION = "client"``, the stored USD cents with the audit
+trail in ``custom_fields``. HAVN's verdict on a conversion is recorded on the
+row (``conversion_verdict``, ``havn_amount_usd``, ``havn_details``).
+
 Outcomes: success → ``sent``; HAVN's FAILED conversion verdict →
-``conversion_failed``; 409 (the identity was sent before with other content),
-a validation error, or a 4xx other than 401/429 → ``dead`` at once (retrying
-cannot help); network errors, 401, 429 and 5xx → ``failed`` with
+``conversion_failed`` (and the ``conversion_failed`` signal, inside the
+recording transaction, unless HAVN's event recorded the failure first); 409
+(the identity was sent before with other content), a validation error, or
+a 4xx other than 401/429 → ``dead`` at once (retrying cannot help); network
+errors, 401, 429 and 5xx → ``failed`` with
 ``next_attempt_at = now + min(HAVN_DELIVERY_MAX_BACKOFF, HAVN_DELIVERY_BACKOFF
 * 2 ** (attempts - 1))``, and ``dead`` once ``HAVN_DELIVERY_MAX_ATTEMPTS`` are
 spent. A ``sending`` row whose claim is older than :func:`lease_seconds` (a
@@ -38,12 +46,13 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 import sqlalchemy as sa
 import sqlalchemy.orm
 from flask import current_app
 
+from .currency import Conversion, failure_details, parse_rate, rate_text, with_audit
 from .errors import (
     HAVNAPIError,
     HAVNAuthError,
@@ -56,7 +65,7 @@ from .errors import (
     HAVNValidationError,
 )
 from .models import DELIVERY_STATES, utcnow
-from .signals import transaction_failed, transaction_sent
+from .signals import conversion_failed, transaction_failed, transaction_sent
 
 __all__ = [
     "deliver",
@@ -73,6 +82,7 @@ __all__ = [
     "classify_error",
     "new_worker_id",
     "current_state",
+    "money_fields",
 ]
 
 logger = logging.getLogger("flask_havn.delivery")
@@ -261,26 +271,73 @@ def count_due(*, now: Optional[datetime] = None, state: Any = None) -> int:
     return count
 
 
+def money_fields(payment: Any) -> Dict[str, Any]:
+    """The money part of ``payment``'s transaction call, built only from what the row stores.
+
+    Client mode (``conversion_mode == "client"``): the USD cents and rate fixed
+    when the payment was recorded, ``currency`` USD, and the audit trail
+    (``original_currency``, ``original_amount``, ``exchange_rate``, plus
+    ``original_subtotal`` with a subtotal) merged into ``custom_fields`` — so a
+    retry sends the very same payload. Otherwise the original amount and
+    currency (the client adds ``server_side_conversion`` for a non-USD one).
+    Raises :class:`HAVNValidationError` when the row cannot make a valid call.
+    """
+    if payment.conversion_mode != "client":
+        return {"amount": payment.amount, "currency": payment.currency, "subtotal_transaction": payment.subtotal,
+                "custom_fields": payment.custom_fields}
+    if payment.amount_usd is None or payment.exchange_rate is None:
+        raise HAVNValidationError("amount_usd", f"payment {payment.id} is marked for client-side conversion but "
+                                  "stores no USD amount or rate; record it again")
+    conversion = Conversion(
+        original_amount=payment.amount, original_currency=payment.currency,
+        rate=parse_rate(payment.exchange_rate), source=payment.exchange_rate_source or "",
+        amount_usd=payment.amount_usd, original_subtotal=payment.subtotal, subtotal_usd=payment.subtotal_usd)
+    return {"amount": conversion.amount_usd, "currency": "USD", "subtotal_transaction": conversion.subtotal_usd,
+            "custom_fields": with_audit(payment.custom_fields, conversion.audit_fields()),
+            "server_side_conversion": False}
+
+
 def _send(state: Any, payment: Any) -> Any:
     """One transaction call for ``payment``; the upline's code is the referral code."""
     project = payment.project
     client = state.make_client()
     return client.transactions.send(
-        payment.amount,
         # The guide's first rule: send the code of whoever referred THIS project (its upline),
         # never the project's own code. None → platform revenue.
         referral_code=project.upline_referral_code,
-        currency=payment.currency,
         payment_gateway_transaction_id=payment.payment_gateway_transaction_id,
         payment_gateway=payment.payment_gateway,
         customer_email=payment.customer_email,
         promo_code=payment.voucher_code,
-        subtotal_transaction=payment.subtotal,
         transaction_type=payment.transaction_type,
         invoice_id=payment.invoice_id,
-        custom_fields=payment.custom_fields,
         default_payment_gateway=state.config.payment_gateway,
+        **money_fields(payment),
     )
+
+
+def _int(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _accepted_currency(payment: Any, transaction: Mapping[str, Any]) -> Dict[str, Any]:
+    """Audit columns from HAVN's acceptance of a non-USD payment (nothing for USD)."""
+    if payment.conversion_mode is None:
+        return {}
+    values: Dict[str, Any] = {"conversion_verdict": "accepted"}
+    usd = _int(transaction.get("amount_usd"))
+    if usd is None and transaction.get("currency") == "USD":
+        usd = _int(transaction.get("amount"))
+    values["havn_amount_usd"] = usd
+    if payment.conversion_mode == "server":
+        # HAVN converted: its figures are the ones used (when its answer reports them).
+        rate = transaction.get("exchange_rate")
+        try:
+            rate_used = rate_text(rate) if isinstance(rate, str) else None
+        except HAVNValidationError:
+            rate_used = None
+        values.update(amount_usd=usd, exchange_rate=rate_used, exchange_rate_source="HAVN" if rate_used else None)
+    return values
 
 
 def _is_failed_verdict(result: Any) -> bool:
@@ -301,19 +358,25 @@ def _outcome(state: Any, payment: Any, result: Any, error: Optional[BaseExceptio
             "sent_at": now,
             "last_error": None,
             "next_attempt_at": None,
+            **_accepted_currency(payment, result.transaction.raw),
         }, None
     if error is None and _is_failed_verdict(result):
         message = (f"HAVN recorded the transaction as FAILED: {result.message or 'no reason given'}. "
                    "No commission was paid; it is not retried (HAVN keeps the FAILED answer for this id).")
         failure = HAVNAPIError(message, response=result.raw)
+        details = failure_details(result.raw)
+        if details["submitted_amount"] is None:
+            details["submitted_amount"] = payment.amount_usd if payment.conversion_mode == "client" else None
         return {
             "delivery_state": "conversion_failed",
             "havn_transaction_id": result.transaction.transaction_id,
-            "havn_details": dict(result.raw),
+            "havn_details": {**details, "transaction": dict(result.transaction.raw)},
             "commissions": [],
             "total_commission": 0,
             "last_error": message,
             "next_attempt_at": None,
+            "conversion_verdict": "failed",
+            "havn_amount_usd": details["expected_amount"],
         }, failure
     if error is None:
         error = HAVNAPIError(f"HAVN answered success=false ({result.message or 'no message'}); will retry",
@@ -475,20 +538,30 @@ def _record(state: Any, payment: Any, worker_id: str, result: Any, error: Option
     finished = now or utcnow()
     values, failure = _outcome(state, payment, result, error, finished)
     values.update(claimed_by=None, claimed_at=None, updated_at=finished)
+    target = values["delivery_state"]
     mine = sa.and_(Payment.id == payment.id, Payment.claimed_by == worker_id)
+
+    def write(where: Any, new_values: Mapping[str, Any]) -> bool:
+        return session.execute(sa.update(Payment).where(where).values(**new_values)
+                               .execution_options(synchronize_session=False)).rowcount == 1
+
+    announce = False
     try:
-        held = session.execute(
-            sa.update(Payment)
-            .where(mine, Payment.delivery_state.in_(("sending", values["delivery_state"])))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
+        # First "sending" → target: if that moved the row, this attempt is the first to record its
+        # verdict. Else HAVN's event may have recorded the same verdict already: write ours too.
+        first = write(sa.and_(mine, Payment.delivery_state == "sending"), values)
+        held = first or write(sa.and_(mine, Payment.delivery_state == target), values)
         if not held:
-            session.execute(sa.update(Payment).where(mine).values(claimed_by=None, claimed_at=None)
-                            .execution_options(synchronize_session=False))
+            write(mine, {"claimed_by": None, "claimed_at": None})
+        announce = first and target == "conversion_failed"
+        if announce:
+            session.refresh(payment)
+            _announce_conversion_failure(payment)
         session.commit()
-    except Exception:
+    except Exception as exc:
         session.rollback()
+        if announce:
+            _conversion_receiver_failed(state, payment, worker_id, exc, finished)
         raise
     session.refresh(payment)
     if not held:
@@ -504,6 +577,51 @@ def _record(state: Any, payment: Any, worker_id: str, result: Any, error: Option
     else:
         transaction_failed.send(sender, payment=payment, error=failure)
     return payment
+
+
+def _announce_conversion_failure(payment: Any) -> None:
+    """Send ``conversion_failed`` for HAVN's synchronous FAILED answer, inside the recording transaction.
+
+    Like the webhook receiver does for the event: what receivers write through
+    ``db.session`` commits with the verdict, and a receiver that raises undoes
+    it (see :func:`_conversion_receiver_failed`). The event, when it arrives,
+    finds the payment already ``conversion_failed`` and does not announce again.
+    """
+    details = dict(payment.havn_details or {})
+    sender = current_app._get_current_object()  # type: ignore[attr-defined]
+    conversion_failed.send(sender, event=None, payment=payment,
+                           reason=details.get("reason") or payment.last_error, details=details)
+
+
+def _conversion_receiver_failed(state: Any, payment: Any, worker_id: str, error: BaseException,
+                                now: datetime) -> None:
+    """A ``conversion_failed`` receiver raised: nothing was recorded; leave the payment to be asked again.
+
+    It becomes ``failed`` with a retry time (or ``dead`` when its attempts are
+    spent), so the next attempt re-sends the same payload, HAVN answers FAILED
+    again and the signal is sent again.
+    """
+    Payment = state.models.Payment
+    config = state.config
+    attempts = payment.attempts or 0
+    message = (f"HAVN answered FAILED (currency conversion) but a conversion_failed receiver raised "
+               f"{type(error).__name__}: {error}; nothing was recorded, the next attempt asks HAVN again")
+    values: Dict[str, Any] = {"delivery_state": "failed", "last_error": message, "claimed_by": None,
+                              "claimed_at": None, "updated_at": now,
+                              "next_attempt_at": now + timedelta(seconds=retry_delay(
+                                  attempts, config.delivery_backoff, config.delivery_max_backoff))}
+    if attempts >= config.delivery_max_attempts:
+        values.update(delivery_state="dead", next_attempt_at=None)
+    logger.error("payment %s: %s", payment.id, message)
+    try:
+        state.db.session.execute(
+            sa.update(Payment).where(Payment.id == payment.id, Payment.claimed_by == worker_id,
+                                     Payment.delivery_state == "sending")
+            .values(**values).execution_options(synchronize_session=False))
+        state.db.session.commit()
+    except Exception:  # pragma: no cover - the database itself is failing; the lease frees the row
+        state.db.session.rollback()
+        logger.exception("payment %s: could not record the receiver's failure", payment.id)
 
 
 def run_worker(*, interval: float = 5.0, concurrency: int = 1, stop: Optional[threading.Event] = None,

@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import sqlalchemy as sa
 
+from .currency import FAILURE_KEYS, failure_details
+
 __all__ = [
     "Event",
     "EnvelopeError",
@@ -37,10 +39,7 @@ KNOWN_TYPES = (COMMISSION_DISTRIBUTED, CONVERSION_FAILED)
 MAX_ID_LENGTH = 100
 _MAX_CREATED_AT = 40
 #: Keys of a conversion failure copied into ``Payment.havn_details``.
-CONVERSION_DETAIL_KEYS = (
-    "reason", "original_amount", "original_currency", "submitted_amount", "expected_amount",
-    "submitted_exchange_rate", "server_exchange_rate",
-)
+CONVERSION_DETAIL_KEYS = FAILURE_KEYS
 
 
 class EnvelopeError(ValueError):
@@ -158,8 +157,7 @@ def commissions_of(data: Mapping[str, Any]) -> List[Dict[str, Any]]:
 
 def reason_of(data: Mapping[str, Any]) -> str:
     """HAVN's reason of a conversion failure (a generic text when the event has none)."""
-    reason = data.get("reason")
-    return reason if isinstance(reason, str) and reason else "conversion failed at HAVN"
+    return failure_details(data)["reason"]
 
 
 def apply_event(event: Event, payment: Any, now: datetime) -> None:
@@ -169,7 +167,9 @@ def apply_event(event: Event, payment: Any, now: datetime) -> None:
     transaction), with HAVN's transaction id, the commissions and their total;
     ``sent_at`` is set if it was not. ``transaction.conversion_failed``:
     ``delivery_state`` becomes ``conversion_failed``, ``havn_details`` holds the
-    reason and amounts, ``last_error`` the reason. Other types change nothing.
+    reason, amounts and rates (merged over what HAVN's synchronous answer left
+    there), ``conversion_verdict`` ``failed`` and ``havn_amount_usd`` the amount
+    HAVN expected; ``last_error`` the reason. Other types change nothing.
     """
     transaction = _transaction(event.data)
     havn_id = _text(transaction.get("transaction_id"))
@@ -187,13 +187,21 @@ def apply_event(event: Event, payment: Any, now: datetime) -> None:
         payment.total_commission = total
         if payment.sent_at is None:
             payment.sent_at = now
+        if getattr(payment, "conversion_mode", None) is not None:
+            payment.conversion_verdict = "accepted"
+            usd = _int(transaction.get("amount_usd"))
+            if usd is None and transaction.get("currency") == "USD":
+                usd = _int(transaction.get("amount"))
+            if usd is not None:
+                payment.havn_amount_usd = usd
     elif event.type == CONVERSION_FAILED:
-        reason = reason_of(event.data)
-        details = {key: event.data.get(key) for key in CONVERSION_DETAIL_KEYS}
-        details["reason"] = reason
+        details = failure_details(event.data)
+        before = payment.havn_details if isinstance(payment.havn_details, dict) else {}
         payment.delivery_state = "conversion_failed"
         payment.next_attempt_at = None
-        payment.havn_details = details
-        payment.last_error = reason
+        payment.havn_details = {**before, **{k: v for k, v in details.items() if v is not None or k not in before}}
+        payment.last_error = details["reason"]
+        payment.conversion_verdict = "failed"
+        payment.havn_amount_usd = details["expected_amount"]
         if havn_id is not None and payment.havn_transaction_id is None:
             payment.havn_transaction_id = havn_id

@@ -7,6 +7,7 @@ about an app; everything per app lives in ``app.extensions["havn"]`` (a
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 import requests
@@ -16,6 +17,7 @@ from werkzeug.local import LocalProxy
 
 from .client import HAVNClient
 from .config import SANDBOX_API_KEY, SANDBOX_BASE_URL, SANDBOX_WEBHOOK_SECRET, HAVNConfig
+from .currency import RateProvider, resolve_rate
 from .errors import HAVNConfigError
 from .models import Models, build_models
 from .services import HAVNServices
@@ -56,6 +58,12 @@ class HAVNState:
         if self.sandbox_delivery_session is not None:
             self.sandbox_delivery_session.close()
 
+    def resolve_rate(self, currency: str) -> Tuple[Decimal, str]:
+        """``(rate, source)`` for a client-side conversion: ``@havn.rate_provider`` first, then
+        ``HAVN_EXCHANGE_RATES`` (see :func:`flask_havn.currency.resolve_rate`)."""
+        provider = self.extension._rate_provider if self.extension is not None else None
+        return resolve_rate(currency, provider=provider, table=self.config.exchange_rates)
+
     def make_client(self) -> HAVNClient:
         """A client over this app's pooled transport (cheap: no new connections)."""
         return HAVNClient(
@@ -81,6 +89,7 @@ class HAVN(HAVNServices):
         self._routes = routes
         self._options = options
         self._authorize: Optional[Callable[[], bool]] = None
+        self._rate_provider: Optional[RateProvider] = None
         if app is not None:
             self.init_app(app)
 
@@ -181,6 +190,23 @@ class HAVN(HAVNServices):
         The callback runs inside the request and returns ``True`` to allow it.
         """
         self._authorize = callback
+        return callback
+
+    def rate_provider(self, callback: RateProvider) -> RateProvider:
+        """Register where client-side conversion gets its rates (decorator).
+
+        Used when ``HAVN_CURRENCY_CONVERSION = "client"``, when a non-USD payment
+        is recorded: ``callback(currency)`` returns ``(rate, source)`` — the rate
+        in USD per ONE MAJOR UNIT as ``Decimal`` or decimal string (floats are
+        refused) and a short text naming where it came from (kept on the payment
+        for audit) — or ``None`` to fall back to ``HAVN_EXCHANGE_RATES``. It runs
+        inside the request that records the payment; what it raises reaches the
+        caller and nothing is recorded. One provider per extension object (like
+        :meth:`authorize`); registering again replaces it.
+        """
+        if not callable(callback):
+            raise HAVNConfigError("havn.rate_provider needs a function callback(currency) -> (rate, source) or None")
+        self._rate_provider = callback
         return callback
 
 

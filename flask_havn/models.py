@@ -15,6 +15,8 @@ from typing import Any, Type
 import sqlalchemy as sa
 
 __all__ = [
+    "CONVERSION_MODES",
+    "CONVERSION_VERDICTS",
     "Models",
     "build_models",
     "SYNC_STATES",
@@ -33,6 +35,10 @@ MEMBER_ROLES = ("owner", "partner")
 PAYMENT_STATUSES = ("pending", "completed", "failed", "refunded", "cancelled")
 #: Where a payment stands with HAVN.
 DELIVERY_STATES = ("pending", "sending", "sent", "failed", "conversion_failed", "dead")
+#: How a non-USD payment's amount reaches HAVN in USD (``None`` on a USD payment).
+CONVERSION_MODES = ("server", "client")
+#: HAVN's verdict on a non-USD payment's conversion.
+CONVERSION_VERDICTS = ("accepted", "failed")
 #: What became of a received webhook event.
 EVENT_STATUSES = ("received", "processed", "ignored", "failed")
 
@@ -145,8 +151,25 @@ def _declare(db: Any) -> Models:
         #: Commissions HAVN reported (list of dicts, USD cents) and their total.
         commissions = sa.Column(sa.JSON, nullable=True)
         total_commission = sa.Column(sa.BigInteger, nullable=True)
-        #: HAVN's verdict details (e.g. a conversion failure's amounts and reason).
+        #: HAVN's verdict details (e.g. a conversion failure's amounts, both rates and reason).
         havn_details = sa.Column(sa.JSON, nullable=True)
+        # -- currency audit (``amount``/``currency``/``subtotal`` above are the ORIGINAL money) --
+        #: How a non-USD payment is converted: ``"server"`` (HAVN converts) or ``"client"`` (converted
+        #: here when recorded); ``None`` for USD. Fixed when recorded, so every retry sends the same payload.
+        conversion_mode = sa.Column(sa.String(10), nullable=True)
+        #: The rate used, USD per one major unit, as a decimal string: client mode, ours; server mode,
+        #: HAVN's when its answer reports one.
+        exchange_rate = sa.Column(sa.String(64), nullable=True)
+        #: Where ``exchange_rate`` came from (``HAVN_EXCHANGE_RATES``, the rate provider's text, ``HAVN``).
+        exchange_rate_source = sa.Column(sa.String(200), nullable=True)
+        #: USD cents: client mode, what is sent as ``amount`` (and ``subtotal_transaction``); server
+        #: mode, HAVN's conversion when its answer reports one.
+        amount_usd = sa.Column(sa.BigInteger, nullable=True)
+        subtotal_usd = sa.Column(sa.BigInteger, nullable=True)
+        #: HAVN's verdict on the conversion: ``"accepted"`` or ``"failed"`` (``None``: not answered yet).
+        conversion_verdict = sa.Column(sa.String(20), nullable=True)
+        #: HAVN's own USD cents for this payment (on a failure: the amount it expected instead of ours).
+        havn_amount_usd = sa.Column(sa.BigInteger, nullable=True)
         completed_at = sa.Column(sa.DateTime, nullable=True)
         sent_at = sa.Column(sa.DateTime, nullable=True)
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)

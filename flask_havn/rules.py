@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Optional
 
-from .currency import SUPPORTED_CURRENCIES
+from .currency import SUPPORTED_CURRENCIES, unsupported
 from .errors import HAVNValidationError
 
 __all__ = [
@@ -55,14 +55,12 @@ def check_email(value: Any, field: str = "email") -> str:
 
 
 def check_currency(value: Any, field: str = "currency") -> str:
-    """Stripped, upper-cased and one of HAVN's 26 currencies."""
+    """Stripped, upper-cased and one of the accepted currencies (HAVN's 26 plus its minor-unit table's 7)."""
     if not isinstance(value, str):
         raise HAVNValidationError(field, "must be a 3-letter currency code such as USD")
     code = value.strip().upper()
     if code not in SUPPORTED_CURRENCIES:
-        raise HAVNValidationError(
-            field, f"{code!r} is not supported by HAVN; use one of {', '.join(sorted(SUPPORTED_CURRENCIES))}"
-        )
+        raise unsupported(code, field)
     return code
 
 

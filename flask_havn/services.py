@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from . import rules
+from .currency import convert_to_usd, with_audit
 from .delivery import current_state, deliver, deliver_inline
 from .errors import HAVNAPIError, HAVNConfigError, HAVNConflictError, HAVNError, HAVNValidationError
 from .models import PAYMENT_STATUSES, utcnow
@@ -389,6 +390,16 @@ class HAVNServices:
         same id with other content raises :class:`HAVNConflictError`. With
         ``HAVN_DELIVERY = "inline"`` a completed payment is sent right after the
         commit; a failure there is left on the row, never raised.
+
+        A non-USD payment is converted as ``HAVN_CURRENCY_CONVERSION`` says, fixed
+        on the row when it is recorded: ``"server"`` sends the original amount
+        for HAVN to convert; ``"client"`` converts now (rate from
+        ``@havn.rate_provider``, then ``HAVN_EXCHANGE_RATES``; USD cents half-up)
+        and stores the rate, its source and the USD cents, which every delivery
+        attempt then sends with the audit trail in ``custom_fields``. In client
+        mode, own ``custom_fields`` or a ``subtotal`` overflow HAVN's 3-entry cap
+        and raise :class:`HAVNValidationError`; a currency without a rate raises
+        :class:`HAVNConfigError`. Nothing is written in either case.
         """
         payment, _created = self._record_payment(
             project, amount, currency, customer_email=customer_email, status=status, invoice_id=invoice_id,
@@ -412,6 +423,7 @@ class HAVNServices:
         existing = Payment.query.filter_by(
             payment_gateway_transaction_id=values["payment_gateway_transaction_id"]).first()
         if existing is None:
+            values.update(self._conversion(state, values))
             payment = Payment(delivery_state="pending", attempts=0, **values)
             if payment.status == "completed":
                 payment.completed_at = utcnow()
@@ -429,6 +441,34 @@ class HAVNServices:
                     deliver_inline(payment)
                 return payment, True
         return self._same_payment(existing, values), False
+
+    @staticmethod
+    def _conversion(state: Any, values: Mapping[str, Any]) -> Dict[str, Any]:
+        """The currency audit columns of a new payment (nothing for USD).
+
+        Server mode only notes the mode: HAVN converts. Client mode converts now,
+        once: the rate (``@havn.rate_provider``, then ``HAVN_EXCHANGE_RATES``) and
+        the USD cents are stored on the row, and every delivery attempt sends
+        exactly those, so the idempotent payload never changes. A payment whose
+        audit trail would not fit HAVN's 3 ``custom_fields`` entries, or whose
+        USD amount HAVN cannot take, is refused here, before anything is written.
+        """
+        if values["currency"] == "USD":
+            return {}
+        if state.config.currency_conversion == "server":
+            return {"conversion_mode": "server"}
+        rate, source = state.resolve_rate(values["currency"])
+        conversion = convert_to_usd(values["amount"], values["currency"], rate, subtotal=values["subtotal"],
+                                    source=source)
+        with_audit(values["custom_fields"], conversion.audit_fields())
+        for usd, field in ((conversion.amount_usd, "amount_cents"), (conversion.subtotal_usd, "subtotal_cents")):
+            if usd is not None and not 1 <= usd <= rules.MAX_AMOUNT:
+                raise HAVNValidationError(
+                    field, f"is {usd} USD cents at {conversion.rate_text} USD per {values['currency']} ({source}); "
+                    f"HAVN takes 1 to {rules.MAX_AMOUNT} USD cents: change the amount, or set "
+                    "HAVN_CURRENCY_CONVERSION = \"server\" to let HAVN convert")
+        return {"conversion_mode": "client", "exchange_rate": conversion.rate_text, "exchange_rate_source": source,
+                "amount_usd": conversion.amount_usd, "subtotal_usd": conversion.subtotal_usd}
 
     def _same_payment(self, existing: Any, values: Dict[str, Any]) -> Any:
         """An already recorded gateway id: the same payment (maybe now completed), or a 409."""

@@ -4,10 +4,12 @@ Every signal is sent with the real app object as sender
 (``current_app._get_current_object()``), after the database commit that
 recorded what it announces — except the three webhook signals
 (``webhook_received``, ``commission_distributed``, ``conversion_failed``),
-which are sent *inside* the inbound event's transaction: what a receiver
-writes through ``db.session`` commits together with the event, and a receiver
-that raises rolls it all back and makes the endpoint answer 500 so HAVN
-retries (see flask_havn.webhooks). Don't commit inside those receivers.
+which are sent *inside* the transaction that records them: what a receiver
+writes through ``db.session`` commits together with it, and a receiver that
+raises rolls it all back — for an inbound event the endpoint answers 500 so
+HAVN retries (see flask_havn.webhooks); for HAVN's synchronous FAILED answer
+the payment is left ``failed`` and the next delivery attempt asks HAVN again
+(see flask_havn.delivery). Don't commit inside those receivers.
 
 Blinker pitfalls: connect to the app object (``signal.connect(fn, sender=app)``
 or no sender), never to ``current_app`` (a proxy, which is not the sender);
@@ -55,6 +57,12 @@ webhook_received = _signals.signal("havn.webhook-received")
 #: ``payment`` (the local Payment or ``None``), ``commissions`` (list of dicts, USD cents).
 commission_distributed = _signals.signal("havn.commission-distributed")
 
-#: A ``transaction.conversion_failed`` event. Sender: the app. Keyword arguments: ``event``,
-#: ``payment`` (the local Payment or ``None``), ``reason`` (HAVN's text).
+#: HAVN refused a non-USD payment's conversion (FAILED, no commission). Sent ONCE per failure of a
+#: known payment, by whichever records it first: delivery (HAVN's synchronous FAILED answer) or the
+#: webhook receiver (the ``transaction.conversion_failed`` event); an event for a payment the app does
+#: not know is announced on its own. Sender: the app. Keyword arguments: ``event`` (the Event, or
+#: ``None`` when the synchronous answer came first), ``payment`` (the local Payment or ``None``),
+#: ``reason`` (HAVN's text), ``details`` (dict: ``reason``, ``original_amount``, ``original_currency``,
+#: ``submitted_amount``, ``expected_amount`` — USD cents —, ``submitted_exchange_rate``,
+#: ``server_exchange_rate``; a value HAVN did not give is ``None``).
 conversion_failed = _signals.signal("havn.conversion-failed")

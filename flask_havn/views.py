@@ -99,6 +99,12 @@ def payment_json(payment: Any) -> Dict[str, Any]:
         "attempts": payment.attempts, "next_attempt_at": _iso(payment.next_attempt_at),
         "last_error": payment.last_error, "commissions": payment.commissions or [],
         "total_commission": payment.total_commission, "havn_details": payment.havn_details,
+        "conversion": None if payment.conversion_mode is None else {
+            "mode": payment.conversion_mode, "exchange_rate": payment.exchange_rate,
+            "exchange_rate_source": payment.exchange_rate_source, "amount_usd_cents": payment.amount_usd,
+            "subtotal_usd_cents": payment.subtotal_usd, "verdict": payment.conversion_verdict,
+            "havn_amount_usd_cents": payment.havn_amount_usd,
+        },
         "completed_at": _iso(payment.completed_at), "sent_at": _iso(payment.sent_at),
         "created_at": _iso(payment.created_at), "updated_at": _iso(payment.updated_at),
     }

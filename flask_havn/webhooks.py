@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import signals
+from .currency import failure_details
 from .errors import WebhookVerificationError
 from .events import (
     COMMISSION_DISTRIBUTED,
@@ -48,7 +49,6 @@ from .events import (
     commissions_of,
     find_payment,
     parse_envelope,
-    reason_of,
 )
 from .models import utcnow
 from .signing import verify_webhook
@@ -164,7 +164,7 @@ class WebhookReceiver:
         row.status = "received"
         row.attempts = (row.attempts or 0) + 1
         session.commit()
-        return self._process(event)
+        return self._process(event, replay=True)
 
     def _session(self) -> Any:
         return self._state.db.session
@@ -200,23 +200,34 @@ class WebhookReceiver:
         session.rollback()
         return False, status or "received"
 
-    def _process(self, event: Event) -> Outcome:
-        """Apply ``event`` and send its signals in one transaction; on error keep it as ``failed``."""
+    def _process(self, event: Event, *, replay: bool = False) -> Outcome:
+        """Apply ``event`` and send its signals in one transaction; on error keep it as ``failed``.
+
+        ``conversion_failed`` is sent once per failure of a known payment: not
+        when delivery already recorded HAVN's synchronous FAILED answer (and
+        sent it then), unless this is an explicit :meth:`replay`.
+        """
         session, model = self._session(), self._model()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         try:
             payment = None
+            first_failure = True
             now = utcnow()
             if event.type in KNOWN_TYPES:
-                payment = find_payment(session, self._state.models.Payment, event.data)
+                Payment = self._state.models.Payment
+                payment = find_payment(session, Payment, event.data)
+                if payment is not None and event.type == CONVERSION_FAILED:
+                    first_failure = _mark_conversion_failed(session, Payment, payment.id)
                 if payment is not None:
                     apply_event(event, payment, now)
                 session.flush()
             if event.type == COMMISSION_DISTRIBUTED:
                 signals.commission_distributed.send(app, event=event, payment=payment,
                                                     commissions=commissions_of(event.data))
-            elif event.type == CONVERSION_FAILED:
-                signals.conversion_failed.send(app, event=event, payment=payment, reason=reason_of(event.data))
+            elif event.type == CONVERSION_FAILED and (first_failure or replay):
+                details = failure_details(event.data)
+                signals.conversion_failed.send(app, event=event, payment=payment, reason=details["reason"],
+                                               details=details)
             signals.webhook_received.send(app, event=event)
             row = session.get(model, event.id)
             status = "processed" if event.type in KNOWN_TYPES else "ignored"
@@ -254,6 +265,23 @@ class WebhookReceiver:
         except Exception:  # the database itself is failing: the 500 still makes the sender retry
             session.rollback()
             log.exception("webhook %s: could not record the failure", event_id)
+
+
+def _mark_conversion_failed(session: Any, payment_model: Any, payment_id: int) -> bool:
+    """Flip the payment to ``conversion_failed``; ``True`` if this call did it (nobody had yet).
+
+    A conditional UPDATE, so that of HAVN's synchronous answer (recorded by
+    delivery) and its event, only the first to record the failure announces
+    it, even when both arrive at once (the row lock / SQLite's write lock
+    orders them).
+    """
+    result = session.execute(
+        sa.update(payment_model)
+        .where(payment_model.id == payment_id, payment_model.delivery_state != "conversion_failed")
+        .values(delivery_state="conversion_failed")
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def _read_body(max_bytes: int) -> bytes:

@@ -1,6 +1,8 @@
 """HAVN_* keys: precedence, parsing, defaults, credential checks."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from flask_havn.config import DEFAULTS, HAVNConfig
@@ -15,6 +17,7 @@ def test_defaults_match_the_documented_table():
         "HAVN_SANDBOX": False, "HAVN_DELIVERY": "inline", "HAVN_DELIVERY_MAX_ATTEMPTS": 8,
         "HAVN_DELIVERY_BACKOFF": 30.0, "HAVN_DELIVERY_MAX_BACKOFF": 21600.0, "HAVN_WEBHOOK_PATH": "/webhooks",
         "HAVN_WEBHOOK_SECRETS": (), "HAVN_WEBHOOK_TOLERANCE": 300, "HAVN_WEBHOOK_MAX_BYTES": 262144,
+        "HAVN_CURRENCY_CONVERSION": "server", "HAVN_EXCHANGE_RATES": {},
     }
 
 
@@ -68,3 +71,37 @@ def test_rotation_secrets_and_choices():
     assert "old" not in repr(config)
     with pytest.raises(HAVNConfigError, match="HAVN_DELIVERY"):
         HAVNConfig.from_app_config({"HAVN_DELIVERY": "celery"}, environ={})
+
+
+def test_currency_conversion_mode_and_rates():
+    config = HAVNConfig.from_app_config({"HAVN_CURRENCY_CONVERSION": " Client ",
+                                         "HAVN_EXCHANGE_RATES": {"idr": "0.0000633", "KWD": Decimal("3.25")}},
+                                        environ={})
+    assert config.currency_conversion == "client"
+    assert dict(config.exchange_rates) == {"IDR": Decimal("0.0000633"), "KWD": Decimal("3.25")}
+    with pytest.raises(TypeError):
+        config.exchange_rates["EUR"] = Decimal("1.08")  # read-only once resolved
+    with pytest.raises(HAVNConfigError, match="HAVN_CURRENCY_CONVERSION"):
+        HAVNConfig.from_app_config({"HAVN_CURRENCY_CONVERSION": "both"}, environ={})
+
+
+@pytest.mark.parametrize("text", ['{"IDR": "0.0000633", "EUR": 1.08}', "IDR=0.0000633, EUR=1.08", "idr=0.0000633;EUR=1.08"])
+def test_exchange_rates_from_the_environment_are_exact(text):
+    config = HAVNConfig.from_app_config({}, environ={"HAVN_EXCHANGE_RATES": text})
+    assert dict(config.exchange_rates) == {"IDR": Decimal("0.0000633"), "EUR": Decimal("1.08")}
+
+
+@pytest.mark.parametrize("value, says", [
+    ({"IDR": 0.0000633}, "not a float"),           # floats are inexact: refused with the fix
+    ({"XYZ": "1"}, "'XYZ' is not a currency HAVN accepts; use one of AUD"),
+    ({"USD": "2"}, "USD rate is always 1"),
+    ({"EUR": "-1"}, "positive"),
+    ({"EUR": "lots"}, "not a decimal number"),
+    ("IDR", "is not CODE=RATE"),
+    ("{not json", "JSON object"),
+    (["IDR", "1"], "give a dict"),
+])
+def test_bad_exchange_rates_name_the_key_and_the_fix(value, says):
+    with pytest.raises(HAVNConfigError) as info:
+        HAVNConfig.from_app_config({"HAVN_EXCHANGE_RATES": value}, environ={})
+    assert "HAVN_EXCHANGE_RATES" in str(info.value) and says in str(info.value)

@@ -327,7 +327,7 @@ def test_checkout_prefills_the_owner_email_and_lists_havn_currencies(shop: Shop,
     assert 'value="bo@bolt.example"' in page
     assert re.search(rf'<option value="{network.b}" selected>Bolt Bikes</option>', page)
     assert re.findall(r'<option value="([A-Z]{3})"', page) == list(CURRENCIES)
-    assert CURRENCIES[0] == "USD" and "IDR" in CURRENCIES and len(CURRENCIES) == 26
+    assert CURRENCIES[0] == "USD" and {"IDR", "KWD"} <= set(CURRENCIES) and len(CURRENCIES) == 33
 
 
 def test_paying_in_a_referred_project_earns_the_upline_commission(shop: Shop, network: SimpleNamespace) -> None:
@@ -544,6 +544,55 @@ def test_conversion_failure_event_fills_the_failures(shop: Shop, network: Simple
     failures = re.search(r'<ul class="feed" id="failure-feed">(.*?)</ul>', page, re.S).group(1)
     assert ("Conversion failed on a payment ShopEasy does not know (150,000 IDR) — converted amount does not "
             "match server conversion: sent 10.01 USD, HAVN expected 9.49 USD") in failures
+
+
+@pytest.fixture
+def converting_shop(tmp_path: Any) -> Iterator[Shop]:
+    """ShopEasy converting non-USD payments itself (client mode), events delivered in-process."""
+    yield from _build(tmp_path, HAVN_CURRENCY_CONVERSION="client", HAVN_EXCHANGE_RATES="IDR=0.0000633,KWD=3.25")
+
+
+def _converting_network(shop: Shop) -> int:
+    a = shop.create_project("Acme Analytics")
+    code_a = shop.sync_owner(a, "ann@acme.example", "Ann Acme")
+    b = shop.create_project("Bolt Bikes", code_a)
+    shop.sync_owner(b, "bo@bolt.example", "Bo Bolt")
+    return b
+
+
+def test_shopeasy_converting_itself_pays_commission_at_the_same_rate(converting_shop: Shop) -> None:
+    b = _converting_network(converting_shop)
+    page = text(converting_shop.client.get("/checkout"))
+    assert "converted to USD by ShopEasy" in page
+    response = converting_shop.pay(b, "12.345", "KWD", follow_redirects=True)
+    assert "HAVN recorded transaction" in text(response)
+    (payment,) = converting_shop.rows(converting_shop.models.Payment)
+    assert (payment.amount, payment.currency, payment.amount_usd, payment.conversion_verdict) == (
+        12345, "KWD", 4012, "accepted")
+    assert payment.total_commission == 200
+    assert '<dd id="amount-usd">40.12 USD</dd>' in text(response)
+
+
+def test_a_conversion_refused_by_havn_is_one_line_in_the_activity(converting_shop: Shop) -> None:
+    b = _converting_network(converting_shop)
+    converting_shop.post("/sandbox/rates", {"currency": "IDR", "rate": "0.00007"})
+    response = converting_shop.pay(b, "1500000", "IDR", follow_redirects=True)
+    assert "HAVN refused the currency conversion" in text(response)
+    assert converting_shop.sandbox().dispatcher.wait_idle(timeout=30)
+    (item,) = converting_shop.rows(ActivityItem)  # HAVN's answer and its event: announced once
+    assert item.kind == "conversion_failed" and item.payment_id == 1
+    assert item.message.startswith("Conversion failed on payment #1 of Bolt Bikes (1,500,000 IDR)")
+    assert "sent 94.95 USD, HAVN expected 105.00 USD" in item.message
+    events = converting_shop.rows(converting_shop.models.WebhookEvent)
+    assert [(e.type, e.status) for e in events] == [("transaction.conversion_failed", "processed")]
+
+
+def test_checkout_in_a_currency_shopeasy_has_no_rate_for_is_refused(converting_shop: Shop) -> None:
+    b = _converting_network(converting_shop)
+    response = converting_shop.pay(b, "10.00", "EUR")
+    assert response.status_code == 400
+    assert 'id="error-currency"' in text(response) and "no exchange rate for EUR" in text(response)
+    assert converting_shop.rows(converting_shop.models.Payment) == []
 
 
 def test_hostile_event_content_is_stored_safely_and_escaped(shop: Shop) -> None:

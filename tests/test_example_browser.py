@@ -219,3 +219,53 @@ def test_a_referred_project_pays_and_its_referrer_sees_the_commission(serve_shop
     assert "earned 0.00 USD" in node_b.text
     assert node_b.location["y"] > node_a.location["y"]  # B hangs under A
     me.screenshot("05-network")
+
+
+def _create_and_sync(me: Person, name: str, email: str, owner: str) -> str:
+    """Create a project from the current projects form and sync its owner; its referral code."""
+    me.fill("#project_name", name)
+    me.follow("#create-project")
+    assert me.text("h1").startswith(name)
+    me.fill("#owner-email", email)
+    me.fill("#owner-name", owner)
+    me.follow("#sync-owner")
+    return me.find("#referral-code").get_attribute("value")
+
+
+def test_an_idr_payment_converted_by_shopeasy_fails_when_havn_moved_its_rate(serve_shopeasy: Callable[..., str],
+                                                                              browser: Any) -> None:
+    me = Person(browser, serve_shopeasy(HAVN_CURRENCY_CONVERSION="client", HAVN_EXCHANGE_RATES={"IDR": "0.0000633"}))
+    me.open("/")
+    code_a = _create_and_sync(me, "Acme Analytics", "ann@acme.example", "Ann Acme")
+    me.follow("#refer-link")
+    assert me.find("#upline_referral_code").get_attribute("value") == code_a
+    _create_and_sync(me, "Bolt Bikes", "bo@bolt.example", "Bo Bolt")
+
+    # HAVN (the sandbox) now converts rupiah at another rate than ShopEasy's 0.0000633.
+    me.open("/sandbox")
+    me.choose("#rate-currency", "IDR")
+    me.fill("#rate-value", "0.00007")
+    me.follow("#set-rate")
+    assert "converts 1 IDR at 0.00007 USD" in me.flash()
+
+    me.open("/checkout?project=2")
+    assert "converted to USD by ShopEasy" in me.text("#conversion-mode")
+    me.fill("#amount", "1500000")
+    me.choose("#currency", "IDR")
+    me.follow("#pay")
+    assert "refused the currency conversion" in me.flash() and me.text("#delivery-state") == "conversion failed"
+    failure = me.text("#conversion-failure")
+    assert "ShopEasy sent 94.95 USD (rate 0.0000633)" in failure and "HAVN expected 105.00 USD (rate 0.00007)" in failure
+    assert me.text("#conversion-mode") == "ShopEasy" and me.text("#conversion-verdict") == "failed"
+    assert me.text("#amount-usd") == "94.95 USD" and me.text("#havn-amount-usd") == "105.00 USD"
+    assert me.text("#total-commission") == "0.00 USD"
+    me.screenshot("06-idr-conversion-failed")
+
+    me.open("/activity")
+    me.wait_for("the failure", lambda: "Conversion failed on payment #1 of Bolt Bikes (1,500,000 IDR)"
+                in me.text("#failure-feed"))
+    assert len(browser.find_elements(me.By.CSS_SELECTOR, "#failure-feed li")) == 1  # answer + event: one line
+    me.wait_for("HAVN's event", lambda: "transaction.conversion_failed" in me.text("#webhook-log"))
+    assert len(browser.find_elements(me.By.CSS_SELECTOR, "#failure-feed li")) == 1
+    assert not browser.find_elements(me.By.CSS_SELECTOR, "#commission-feed li")
+    me.screenshot("07-idr-failure-in-activity")

@@ -32,10 +32,15 @@ def test_bad_emails(value):
 
 def test_currency_normalised_and_whitelisted():
     assert rules.check_currency(" idr ") == "IDR"
-    for bad in ("US", "XXX", "KWD", 840, None):
+    assert rules.check_currency("kwd") == "KWD"  # HAVN's minor-unit table's currencies are accepted too
+    for bad in ("US", "XXX", "XAU", "", 840, None):
         with pytest.raises(HAVNValidationError) as info:
             rules.check_currency(bad)
         assert info.value.field == "currency"
+    with pytest.raises(HAVNValidationError) as info:
+        rules.check_currency("xau")
+    assert "'XAU' is not a currency HAVN accepts" in info.value.message
+    assert "KWD" in info.value.message and "USD" in info.value.message  # lists what is accepted
 
 
 def test_custom_fields_rules():

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from flask_havn import HAVNError, HAVNValidationError
+from flask_havn import HAVNConfigError, HAVNError, HAVNValidationError
 
 from ..extensions import db, havn
 from ..forms import field_errors, get_row
@@ -97,6 +97,10 @@ def pay() -> Any:
         )
     except HAVNValidationError as exc:
         return _render_checkout(form, field_errors(exc, _ALIASES), 400)
+    except HAVNConfigError as exc:  # client-side conversion without a rate for this currency
+        db.session.rollback()
+        return _render_checkout(form, {"currency": f"ShopEasy cannot take {currency} payments now: {exc.message}"},
+                                400)
     # ... the card is charged here; the money arrived, so the payment is completed:
     payment = havn.complete_payment(payment)
     _flash_state(payment)

@@ -23,7 +23,7 @@ __all__ = [
     "SandboxSettings",
 ]
 
-#: USD value of ONE MAJOR UNIT of each supported currency (decimal strings; late-2026-ish values).
+#: USD value of ONE MAJOR UNIT of each accepted currency (decimal strings; late-2026-ish values).
 DEFAULT_EXCHANGE_RATES: Dict[str, str] = {
     "USD": "1",
     "EUR": "1.08",
@@ -51,6 +51,14 @@ DEFAULT_EXCHANGE_RATES: Dict[str, str] = {
     "ZAR": "0.055",
     "TRY": "0.024",
     "RUB": "0.011",
+    # Not in HAVN's SDK whitelist, but in its minor-unit table (flask_havn accepts them).
+    "BHD": "2.65",
+    "JOD": "1.41",
+    "KWD": "3.25",
+    "OMR": "2.6",
+    "TND": "0.32",
+    "CLP": "0.00105",
+    "ISK": "0.0072",
 }
 
 #: Percent paid per level (L1 = owner of the referral code), as HAVN documents.

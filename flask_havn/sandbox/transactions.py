@@ -8,6 +8,14 @@ keeps ``amount_usd − sum(levels)``, so nothing is created or lost. An inactive
 upline earns nothing (its share stays with the platform) and the chain goes on
 above it; a level whose share rounds down to 0 cents gets no commission record.
 
+Currency: a non-USD amount needs ``server_side_conversion: true`` and is
+converted with the sandbox's rate (``currency.to_usd_cents``: exact, half-up
+once). A USD amount whose ``custom_fields`` carry ``original_currency``,
+``original_amount`` (and ``exchange_rate``) was converted by the client: it is
+recomputed the same way and must match to the cent, else the transaction is
+``FAILED`` (200, no commission, the body and a ``transaction.conversion_failed``
+event carry both amounts and both rates).
+
 Idempotency: a transaction is identified by ``payment_gateway_transaction_id``
 and, when given, by the ``Idempotency-Key``. The same identity with the same
 payload (canonical JSON) replays the stored status and body and creates nothing;
@@ -263,7 +271,10 @@ def record_transaction(ctx: Ctx, payload: Mapping[str, Any], *, idempotency_key:
             orig_currency, orig_amount, submitted_rate = audit
             server_rate = ctx.rates[orig_currency]
             expected = to_usd_cents(orig_amount, orig_currency, server_rate)
-            if expected != amount:
+            if expected == amount:
+                extra = {"amount_usd": amount, "exchange_rate": rate_text(server_rate), "original_amount": orig_amount,
+                         "original_currency": orig_currency}
+            else:
                 failure = {"original_amount": orig_amount, "original_currency": orig_currency,
                            "submitted_amount": amount, "expected_amount": expected,
                            "submitted_exchange_rate": submitted_rate, "server_exchange_rate": rate_text(server_rate),
@@ -304,6 +315,8 @@ def record_transaction(ctx: Ctx, payload: Mapping[str, Any], *, idempotency_key:
                         f"{failure['expected_amount']} at its rate {failure['server_exchange_rate']}); no commission "
                         "was distributed. Use server_side_conversion: true to let HAVN convert."),
             "transaction": txn, "commissions": commissions, "total_commission": 0, "commission_distributed": False,
+            # The verdict's details, as in the transaction.conversion_failed event (HAVN documents no body here).
+            **{key: value for key, value in failure.items() if key != "transaction"},
         }
         events.append(Event("transaction.conversion_failed", copy.deepcopy(failure), test_mode))
     else:
