@@ -6,6 +6,7 @@ about an app; everything per app lives in ``app.extensions["havn"]`` (a
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
@@ -115,10 +116,6 @@ class HAVN(HAVNServices):
             )
         config = HAVNConfig.from_app_config(app.config, {**self._options, **options})
         config.require_credentials()
-        for item in fields(config):
-            if item.repr:  # every resolved setting but the secrets becomes visible in app.config
-                app.config.setdefault("HAVN_" + item.name.upper(), getattr(config, item.name))
-
         db = db if db is not None else self._db
         routes = routes if routes is not None else self._routes
         if routes and db is None:
@@ -131,6 +128,9 @@ class HAVN(HAVNServices):
         if config.sandbox:
             hook_url = _HOST_URL + config.url_prefix + config.webhook_path if with_routes else None
             config, sandbox_app = _embed_sandbox(config, app.config, webhook_url=hook_url)
+        for item in fields(config):
+            if item.repr:  # every resolved setting but the secrets becomes visible in app.config
+                app.config.setdefault("HAVN_" + item.name.upper(), getattr(config, item.name))
         transport = Transport(
             api_key=config.api_key or "",
             webhook_secret=config.webhook_secret or "",
@@ -239,8 +239,9 @@ def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook
                    ) -> Tuple[HAVNConfig, Flask]:
     """Point ``config`` at an in-process sandbox and build that sandbox app.
 
-    ``HAVN_SANDBOX_*`` keys of the host's config pass through to the sandbox
-    (rates, seed, commission levels…); its events go to ``webhook_url``.
+    ``HAVN_SANDBOX_*`` keys of the host's config (else of the environment)
+    pass through to the sandbox (rates, seed, commission levels…); its events
+    go to ``webhook_url``.
     """
     from .sandbox import create_app
 
@@ -250,7 +251,8 @@ def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook
         webhook_secret=config.webhook_secret or SANDBOX_WEBHOOK_SECRET,
         base_url=SANDBOX_BASE_URL,
     )
-    sandbox_config: Dict[str, Any] = {k: v for k, v in app_config.items() if k.startswith("HAVN_SANDBOX_")}
+    sandbox_config: Dict[str, Any] = {k: v for k, v in os.environ.items() if k.startswith("HAVN_SANDBOX_")}
+    sandbox_config.update((k, v) for k, v in app_config.items() if k.startswith("HAVN_SANDBOX_"))
     sandbox_config.update(HAVN_API_KEY=config.api_key, HAVN_WEBHOOK_SECRET=config.webhook_secret)
     if webhook_url is not None:
         sandbox_config.setdefault("HAVN_SANDBOX_WEBHOOK_URL", webhook_url)

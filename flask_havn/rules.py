@@ -6,6 +6,7 @@ field. No Flask, no I/O.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Mapping, Optional
 
@@ -76,6 +77,8 @@ def check_custom_fields(value: Any, field: str = "custom_fields") -> dict:
             raise HAVNValidationError(field, "keys must be strings")
         if item is None or not isinstance(item, (str, int, float, bool)):
             raise HAVNValidationError(f"{field}.{key}", "values must be a string, number or boolean")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise HAVNValidationError(f"{field}.{key}", "NaN and Infinity are not JSON; send a finite number")
     return dict(value)
 
 

@@ -37,8 +37,12 @@ _EMPTY = b"{}"
 
 
 def canonical_json(payload: Any) -> bytes:
-    """Serialise ``payload`` the way HAVN signs it: sorted keys, compact, ASCII."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+    """Serialise ``payload`` the way HAVN signs it: sorted keys, compact, ASCII.
+
+    NaN and Infinity are not JSON: they raise ``ValueError`` instead of going on the wire.
+    """
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("utf-8")
 
 
 def sign_body(secret: str, body: bytes) -> str:

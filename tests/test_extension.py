@@ -245,3 +245,17 @@ def test_embedded_sandbox_delivers_its_events_to_the_hosts_own_endpoint(make_hos
             assert [(e.type, e.status) for e in events] == [("commission.distributed", "processed")]
     finally:
         commission_distributed.disconnect(on_commission, sender=host.app)
+
+
+def test_sandbox_settings_come_from_app_config_else_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HAVN_SANDBOX_SEED", "7")
+    monkeypatch.setenv("HAVN_SANDBOX_BULK_MAX_SIZE", "20")
+    app = _app(HAVN_SANDBOX=True, HAVN_SANDBOX_BULK_MAX_SIZE=30)
+    HAVN(app)
+    try:
+        settings = app.extensions["havn"].sandbox_app.extensions["havn_sandbox"].settings
+        assert (settings.seed, settings.bulk_max_size) == (7, 30)
+        # app.config shows where the client really goes
+        assert app.config["HAVN_BASE_URL"] == "http://havn-sandbox.invalid"
+    finally:
+        app.extensions["havn"].close()

@@ -45,7 +45,8 @@ def test_currency_normalised_and_whitelisted():
 
 def test_custom_fields_rules():
     assert rules.check_custom_fields({"a": "1", "b": 2, "c": True}) == {"a": "1", "b": 2, "c": True}
-    for bad in ({"a": 1, "b": 2, "c": 3, "d": 4}, {1: "x"}, {"a": None}, {"a": [1]}, {"a": {"b": 1}}, ["a"]):
+    for bad in ({"a": 1, "b": 2, "c": 3, "d": 4}, {1: "x"}, {"a": None}, {"a": [1]}, {"a": {"b": 1}}, ["a"],
+                {"a": float("nan")}, {"a": float("inf")}, {"a": -float("inf")}):
         with pytest.raises(HAVNValidationError):
             rules.check_custom_fields(bad)
 

@@ -37,6 +37,12 @@ def test_contract_vectors():
     assert sign_payload("test_secret", {}) == GET_SIGNATURE
 
 
+def test_canonical_json_refuses_nan_and_infinity():
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            canonical_json({"x": bad})
+
+
 def test_canonical_json_sorts_nested_keys_and_escapes_non_ascii():
     assert canonical_json({"b": {"z": 1, "a": [1, 2]}, "a": "é"}) == b'{"a":"\\u00e9","b":{"a":[1,2],"z":1}}'
 
