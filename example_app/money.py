@@ -1,7 +1,7 @@
 """Amounts as people type and read them, converted to and from integer minor units."""
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation
 from typing import Optional
 
 from flask_havn.currency import SUPPORTED_CURRENCIES, minor_units
@@ -10,6 +10,8 @@ __all__ = ["CURRENCIES", "parse_amount", "format_money"]
 
 #: Checkout currencies: USD first, then HAVN's others alphabetically.
 CURRENCIES = ("USD",) + tuple(sorted(SUPPORTED_CURRENCIES - {"USD"}))
+#: Largest power of ten an amount may reach (a quadrillion): far beyond any checkout, far inside Decimal.
+_MAX_EXPONENT = 15
 
 
 def parse_amount(text: str, currency: str) -> int:
@@ -23,12 +25,19 @@ def parse_amount(text: str, currency: str) -> int:
         raise ValueError(f"{text.strip()!r} is not a number; enter an amount like 100.00.") from None
     if not value.is_finite() or value <= 0:
         raise ValueError("Enter an amount greater than zero.")
+    if value.adjusted() > _MAX_EXPONENT:  # "1e999999999": Decimal overflows (not ValueError) past here
+        raise ValueError(f"{text.strip()[:20]!r} is far too large; enter an amount like 100.00.")
     places = minor_units(currency)
-    minor = value.scaleb(places)
-    if minor != minor.to_integral_value():
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # a finite value's exponent
+    below = exponent + places  # < 0: digits below the minor unit (exact: no Decimal context rounding)
+    if below < 0 and any(digits[below:]):
         unit = "whole units" if places == 0 else f"at most {places} decimals"
         raise ValueError(f"{currency} amounts take {unit}.")
-    return int(minor)
+    try:
+        return int(value.scaleb(places))
+    except DecimalException:  # not reachable within the bounds above; never a 500 at checkout
+        raise ValueError(f"{text.strip()[:20]!r} is not an amount; enter an amount like 100.00.") from None
 
 
 def format_money(minor: Optional[int], currency: Optional[str] = "USD") -> str:

@@ -17,7 +17,7 @@ from flask_havn.signals import commission_distributed, conversion_failed
 
 from .extensions import db
 from .models import ActivityItem
-from .money import format_money
+from .money import CURRENCIES, format_money
 
 __all__ = ["connect_receivers", "record_commissions", "record_conversion_failure"]
 
@@ -74,13 +74,19 @@ def record_conversion_failure(sender: Flask, *, event: Any, payment: Any, reason
     data = details if details is not None else (event.data if event is not None else {})
     currency = data.get("original_currency") if isinstance(data.get("original_currency"), str) else None
     original = _int(data.get("original_amount"))
-    if (original is None or currency is None) and payment is not None:
+    if (original is None or currency not in CURRENCIES) and payment is not None:
+        # HAVN's copy is missing or names no currency we can format ("XXX", "usd", ""): ours is exact.
         original, currency = payment.amount, payment.currency
     submitted, expected = _int(data.get("submitted_amount")), _int(data.get("expected_amount"))
     amounts = ""
     if submitted is not None and expected is not None:
         amounts = (f": sent {format_money(submitted, 'USD')}, HAVN expected {format_money(expected, 'USD')}")
-    paid = f" ({format_money(original, currency)})" if original is not None and currency else ""
+    paid = ""
+    if original is not None and currency in CURRENCIES:
+        paid = f" ({format_money(original, currency)})"
+    elif original is not None:  # an unknown payment in a code we cannot format: the raw figures
+        paid = f" ({original} minor units{f' of {currency[:3]!r}' if currency else ''})"
+    currency = currency if currency in CURRENCIES else None  # the column holds a known 3-letter code
     db.session.add(ActivityItem(
         kind="conversion_failed", event_id=key, line=0,
         payment_id=payment.id if payment is not None else None,

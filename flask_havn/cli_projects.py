@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
 from flask import current_app
@@ -35,11 +36,25 @@ def _state() -> Any:
     return state
 
 
-def _fail(exc: HAVNError) -> click.ClickException:
+_USER_FIELD = re.compile(r"^users\[(\d+)\]")
+
+
+def _fail(exc: HAVNError, lines: Optional[List[int]] = None) -> click.ClickException:
+    """The error as a ClickException; with a CSV's ``lines``, ``users[i]…`` fields say their line too."""
     errors = getattr(exc, "errors", None)
+    if not errors and isinstance(exc, HAVNValidationError):
+        errors = {exc.field: exc.reason}  # shown as exc.message is, "field: reason"
     if errors:
-        return click.ClickException("\n".join(f"{field}: {message}" for field, message in errors.items()))
+        return click.ClickException("\n".join(f"{_where(field, lines)}: {message}"
+                                               for field, message in errors.items()))
     return click.ClickException(exc.message)
+
+
+def _where(field: str, lines: Optional[List[int]]) -> str:
+    match = _USER_FIELD.match(field)
+    if lines is None or match is None or int(match.group(1)) >= len(lines):
+        return field
+    return f"line {lines[int(match.group(1))]}: {field}"
 
 
 @havn_cli.command("init-db")
@@ -73,6 +88,11 @@ def sync_project_command(project_id: int, email: str, name: str) -> None:
 
 def read_members_csv(text: str) -> List[Dict[str, str]]:
     """Rows of a members CSV: a header naming ``email`` and ``name`` (any case); other columns ignored."""
+    return [row for _line, row in _read_members(text)]
+
+
+def _read_members(text: str) -> List[Tuple[int, Dict[str, str]]]:
+    """:func:`read_members_csv` with each row's line in the file (blank lines skipped, still counted)."""
     reader = csv.DictReader(io.StringIO(text))
     fields = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
     missing = [key for key in ("email", "name") if key not in fields]
@@ -85,7 +105,7 @@ def read_members_csv(text: str) -> List[Dict[str, str]]:
         name = (row.get(fields["name"]) or "").strip()
         if not email and not name:
             continue  # blank line
-        rows.append({"email": email, "name": name})
+        rows.append((reader.line_num, {"email": email, "name": name}))
     if not rows:
         raise HAVNValidationError("csv", "has no member rows below the header")
     return rows
@@ -102,9 +122,11 @@ def sync_members_command(project_id: int, csv_file: Any) -> None:
     """
     state = _state()
     try:
-        users = read_members_csv(csv_file.read())
+        numbered = _read_members(csv_file.read())
     except HAVNValidationError as exc:
         raise _fail(exc) from None
+    lines = [line for line, _row in numbered]
+    users = [row for _line, row in numbered]
     batch_size = state.config.bulk_max_size
     with click.progressbar(length=len(users), label=f"Syncing {len(users)} members") as bar:
         def on_batch(number: int, total: int, result: Any) -> None:
@@ -114,12 +136,12 @@ def sync_members_command(project_id: int, csv_file: Any) -> None:
         try:
             result = state.extension.sync_members(project_id, users, on_batch=on_batch)
         except HAVNError as exc:
-            raise _fail(exc) from None
+            raise _fail(exc, lines) from None
     click.echo(f"{result.summary.success} synced, {result.summary.errors} failed "
                f"(of {result.summary.total}); linked to {result.referral_code}")
     for error in result.errors:
         index = error.get("index")
-        line = "?" if index is None else index + 2  # +1 for the header, +1 for 1-based lines
+        line = lines[index] if isinstance(index, int) and 0 <= index < len(lines) else "?"
         click.echo(f"  line {line}: {error.get('email')}: {error.get('error')}", err=True)
     if result.errors:
         raise SystemExit(1)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 from .errors import HAVNConfigError, HAVNValidationError
 
 __all__ = [
+    "MAX_ORIGINAL_AMOUNT",
     "HAVN_SDK_CURRENCIES",
     "EXTRA_CURRENCIES",
     "SUPPORTED_CURRENCIES",
@@ -63,7 +64,18 @@ _ZERO_DECIMALS = frozenset({"IDR", "JPY", "KRW", "VND", "CLP", "ISK"})
 _THREE_DECIMALS = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 #: The one rounding mode used wherever money is converted.
 ROUNDING = ROUND_HALF_UP
+#: Largest original amount (minor units) a client-side conversion takes; HAVN's own cap
+#: (1e9) applies to the USD cents that are sent.
+MAX_ORIGINAL_AMOUNT = 10 ** 15
 _MAX_RATE = Decimal("1e9")
+#: Smallest rate accepted (USD per major unit): keeps ``rate_text`` short (≤ 64 characters, the column).
+_MIN_RATE = Decimal("1e-12")
+#: Most significant digits a rate may have.
+_MAX_RATE_DIGITS = 20
+#: Longest rate text parsed at all (enough for 20 digits, 11 leading zeros, sign, point and padding).
+_MAX_RATE_TEXT = 100
+_RATE_RULE = (f"must be a positive decimal number from 1e-12 to 1e9 with at most {_MAX_RATE_DIGITS} "
+              "significant digits, e.g. \"0.0000633\"")
 #: The audit trail a client-converted transaction carries in ``custom_fields`` (HAVN's guide's names).
 AUDIT_KEYS = ("original_currency", "original_amount", "exchange_rate", "original_subtotal")
 #: Most entries HAVN accepts in ``custom_fields`` (contract §3).
@@ -92,16 +104,32 @@ def minor_units(currency: str) -> int:
 
 
 def parse_rate(rate: RateLike, *, field: str = "exchange_rate") -> Decimal:
-    """A positive, finite rate ≤ 1e9 as ``Decimal``; floats are refused (they are inexact)."""
+    """A rate from 1e-12 to 1e9 with at most 20 significant digits, as ``Decimal``.
+
+    Floats are refused (they are inexact). The bounds keep :func:`rate_text`
+    at most 34 characters: ``"1e-999999999"`` would otherwise print a billion.
+    Trailing zeros beyond 20 digits are dropped (``"1.000…0"`` is 1).
+    """
     if isinstance(rate, (float, bool)) or not isinstance(rate, (str, Decimal, int)):
         raise HAVNValidationError(field, "give the rate as a decimal string or Decimal, not a "
                                   f"{type(rate).__name__} (floats are inexact), e.g. \"0.0000633\"")
+    if isinstance(rate, str) and len(rate.strip()) > _MAX_RATE_TEXT:
+        raise HAVNValidationError(field, f"is {len(rate.strip())} characters long; it {_RATE_RULE}")
     try:
         value = Decimal(rate.strip() if isinstance(rate, str) else rate)
     except InvalidOperation:
-        raise HAVNValidationError(field, f"{rate!r} is not a decimal number; write it like \"0.0000633\"") from None
-    if not value.is_finite() or value <= 0 or value > _MAX_RATE:
-        raise HAVNValidationError(field, "must be a positive, finite number no larger than 1e9")
+        shown = rate if len(str(rate)) <= 40 else str(rate)[:40] + "…"
+        raise HAVNValidationError(field, f"{shown!r} is not a decimal number; write it like \"0.0000633\"") from None
+    if not value.is_finite() or not _MIN_RATE <= value <= _MAX_RATE:
+        raise HAVNValidationError(field, _RATE_RULE)
+    sign, digits, exponent = value.as_tuple()
+    if len(digits) > _MAX_RATE_DIGITS:
+        kept = len(digits)
+        while kept > 1 and digits[kept - 1] == 0:
+            kept -= 1
+        if kept > _MAX_RATE_DIGITS:
+            raise HAVNValidationError(field, f"has {kept} significant digits; it {_RATE_RULE}")
+        value = Decimal((sign, digits[:kept], int(exponent) + len(digits) - kept))
     return value
 
 

@@ -2,7 +2,8 @@
 
 The pure half of the webhook receiver (webhook-events.md): :func:`parse_envelope`
 turns verified body bytes into an :class:`Event` (or raises
-:class:`EnvelopeError`, answered 400); :func:`find_payment` matches an event to
+:class:`EnvelopeError`, answered 400, also for an integer no ``BIGINT`` column
+can hold or an amount outside 0..2**63-1); :func:`find_payment` matches an event to
 the host's Payment; :func:`apply_event` writes what the event says onto it.
 No commit happens here: the caller owns the transaction.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import sqlalchemy as sa
 
@@ -29,6 +30,7 @@ __all__ = [
     "CONVERSION_FAILED",
     "KNOWN_TYPES",
     "MAX_ID_LENGTH",
+    "MAX_INT",
 ]
 
 COMMISSION_DISTRIBUTED = "commission.distributed"
@@ -38,6 +40,14 @@ KNOWN_TYPES = (COMMISSION_DISTRIBUTED, CONVERSION_FAILED)
 #: Longest event id and type stored (the width of ``havn_webhook_events.id`` / ``.type``).
 MAX_ID_LENGTH = 100
 _MAX_CREATED_AT = 40
+#: Largest integer an envelope may carry anywhere (and smallest, negated minus one): a signed 64-bit
+#: ``BIGINT``. Beyond it a column write overflows, and the event would fail on every retry.
+MAX_INT = 2 ** 63 - 1
+#: Money fields (paths in ``data``) written to ``BIGINT`` columns: an integer there must be 0..MAX_INT.
+AMOUNT_PATHS = (
+    ("total_commission",), ("transaction", "amount"), ("transaction", "amount_usd"),
+    ("original_amount",), ("submitted_amount",), ("expected_amount",),
+)
 #: Keys of a conversion failure copied into ``Payment.havn_details``.
 CONVERSION_DETAIL_KEYS = FAILURE_KEYS
 
@@ -87,8 +97,42 @@ class Event:
             test_mode = False
         if not isinstance(test_mode, bool):
             raise EnvelopeError("test_mode must be true or false")
+        _check_integers(envelope, data)
         return cls(id=event_id, type=event_type, created_at=created_at, test_mode=test_mode,
                    data=data, envelope=envelope)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_integers(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
+    """Refuse integers no ``BIGINT`` can hold anywhere, and out-of-range money fields.
+
+    A sender bug (say ``10**30`` cents) must be answered 400 once, not stored
+    and then fail with an overflow, answered 500 on every retry for days.
+    """
+    amounts: List[Tuple[str, Any]] = []
+    for path in AMOUNT_PATHS:
+        node: Any = data
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        amounts.append((".".join(path), node))
+    commissions = data.get("commissions")
+    if isinstance(commissions, list):
+        amounts.extend(("commissions.amount", item.get("amount")) for item in commissions if isinstance(item, dict))
+    for name, value in amounts:
+        if _is_int(value) and not 0 <= value <= MAX_INT:
+            raise EnvelopeError(f"data.{name} must be an amount from 0 to {MAX_INT}")
+    stack: List[Any] = [envelope]
+    while stack:  # iterative: the parsed body may be nested as deep as the JSON parser allowed
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif _is_int(value) and not -MAX_INT - 1 <= value <= MAX_INT:
+            raise EnvelopeError("an integer in the envelope does not fit in 64 bits")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -118,7 +162,8 @@ def _text(value: Any) -> Optional[str]:
 
 
 def _int(value: Any) -> Optional[int]:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An amount that fits a ``BIGINT`` column (0..MAX_INT), else ``None``."""
+    return value if _is_int(value) and 0 <= value <= MAX_INT else None
 
 
 def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any]) -> Optional[Any]:

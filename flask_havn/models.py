@@ -4,6 +4,11 @@ The extension never owns the host's metadata: :func:`build_models` declares
 the four models on ``db.Model`` once per ``db`` and caches them, so they show
 up in the host's ``db.create_all()`` and in Flask-Migrate/Alembic
 autogenerate like the host's own models. Reach them as ``havn.models.Payment``.
+
+The classes are named ``HAVNProject``, ``HAVNProjectMember``, ``HAVNPayment`` and
+``HAVNWebhookEvent`` on the host's registry, so a host's own ``Payment`` or
+``Project`` model (and its string relationships, ``db.relationship("Payment")``)
+stays unambiguous; the :class:`Models` attributes keep the short names.
 """
 from __future__ import annotations
 
@@ -70,8 +75,26 @@ def build_models(db: Any) -> Models:
     return models
 
 
+#: Dialects whose partial indexes can say "one owner per project"; elsewhere the index is not created.
+ONE_OWNER_DIALECTS = ("postgresql", "sqlite")
+
+
+def _one_owner_index() -> sa.Index:
+    """A partial unique index: at most one ``owner`` member per project (PostgreSQL and SQLite only).
+
+    Other databases (MySQL, SQL Server…) have no ``WHERE`` on an index: there it
+    would become a plain unique index on ``project_id`` (one member per
+    project), so it is not emitted and the services' one-owner check alone holds.
+    """
+    index = sa.Index("uq_havn_one_owner", "project_id", unique=True,
+                     sqlite_where=sa.text("role = 'owner'"), postgresql_where=sa.text("role = 'owner'"))
+    if hasattr(index, "ddl_if"):  # SQLAlchemy 2.0+; 1.4 would emit it everywhere
+        index.ddl_if(dialect=ONE_OWNER_DIALECTS)  # type: ignore[arg-type]  # a tuple is documented
+    return index
+
+
 def _declare(db: Any) -> Models:
-    class Project(db.Model):  # type: ignore[name-defined]
+    class HAVNProject(db.Model):  # type: ignore[name-defined]
         """A customer project (tenant) of the host; HAVN knows it as its owner's associate."""
 
         __tablename__ = "havn_projects"
@@ -89,16 +112,15 @@ def _declare(db: Any) -> Models:
         updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
         def __repr__(self) -> str:
-            return f"<Project {self.id} {self.name!r} code={self.referral_code!r}>"
+            return f"<HAVNProject {self.id} {self.name!r} code={self.referral_code!r}>"
 
-    class ProjectMember(db.Model):  # type: ignore[name-defined]
+    class HAVNProjectMember(db.Model):  # type: ignore[name-defined]
         """A person on a project's team, synced to HAVN as owner or partner."""
 
         __tablename__ = "havn_project_members"
         __table_args__ = (
             sa.UniqueConstraint("project_id", "email_key", name="uq_havn_member_email"),
-            sa.Index("uq_havn_one_owner", "project_id", unique=True,
-                     sqlite_where=sa.text("role = 'owner'"), postgresql_where=sa.text("role = 'owner'")),
+            _one_owner_index(),
         )
         id = sa.Column(sa.Integer, primary_key=True)
         project_id = sa.Column(sa.Integer, sa.ForeignKey("havn_projects.id", ondelete="CASCADE"), nullable=False,
@@ -113,12 +135,13 @@ def _declare(db: Any) -> Models:
         last_error = sa.Column(sa.Text, nullable=True)
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
         updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
-        project = db.relationship(Project, backref=db.backref("members", lazy="select", cascade="all, delete-orphan"))
+        project = db.relationship(HAVNProject,
+                                  backref=db.backref("members", lazy="select", cascade="all, delete-orphan"))
 
         def __repr__(self) -> str:
-            return f"<ProjectMember {self.id} {self.role} project={self.project_id}>"
+            return f"<HAVNProjectMember {self.id} {self.role} project={self.project_id}>"
 
-    class Payment(db.Model):  # type: ignore[name-defined]
+    class HAVNPayment(db.Model):  # type: ignore[name-defined]
         """A payment of a project and its delivery to HAVN (the outbox row)."""
 
         __tablename__ = "havn_payments"
@@ -174,12 +197,12 @@ def _declare(db: Any) -> Models:
         sent_at = sa.Column(sa.DateTime, nullable=True)
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
         updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
-        project = db.relationship(Project, backref=db.backref("payments", lazy="dynamic"))
+        project = db.relationship(HAVNProject, backref=db.backref("payments", lazy="dynamic"))
 
         def __repr__(self) -> str:
-            return f"<Payment {self.id} {self.amount} {self.currency} {self.delivery_state}>"
+            return f"<HAVNPayment {self.id} {self.amount} {self.currency} {self.delivery_state}>"
 
-    class WebhookEvent(db.Model):  # type: ignore[name-defined]
+    class HAVNWebhookEvent(db.Model):  # type: ignore[name-defined]
         """An inbound HAVN event, stored once by its id before anything acts on it."""
 
         __tablename__ = "havn_webhook_events"
@@ -192,10 +215,12 @@ def _declare(db: Any) -> Models:
         last_error = sa.Column(sa.Text, nullable=True)
         payment_id = sa.Column(sa.Integer, sa.ForeignKey("havn_payments.id"), nullable=True)
         event_created_at = sa.Column(sa.String(40), nullable=True)
+        #: When a delivery last claimed the event for processing (first receipt, a retry, a takeover).
         received_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
         processed_at = sa.Column(sa.DateTime, nullable=True)
 
         def __repr__(self) -> str:
-            return f"<WebhookEvent {self.id} {self.type} {self.status}>"
+            return f"<HAVNWebhookEvent {self.id} {self.type} {self.status}>"
 
-    return Models(Project=Project, ProjectMember=ProjectMember, Payment=Payment, WebhookEvent=WebhookEvent)
+    return Models(Project=HAVNProject, ProjectMember=HAVNProjectMember, Payment=HAVNPayment,
+                  WebhookEvent=HAVNWebhookEvent)

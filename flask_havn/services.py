@@ -12,6 +12,7 @@ the commit that recorded what they announce.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -19,13 +20,13 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from . import rules
-from .currency import convert_to_usd, with_audit
+from .currency import MAX_ORIGINAL_AMOUNT, convert_to_usd, with_audit
 from .delivery import current_state, deliver, deliver_inline
 from .errors import HAVNAPIError, HAVNConfigError, HAVNConflictError, HAVNError, HAVNValidationError
 from .models import PAYMENT_STATUSES, utcnow
 from .signals import members_synced, project_synced
 
-__all__ = ["HAVNServices", "MAX_MEMBERS_PER_CALL", "generate_gateway_id"]
+__all__ = ["HAVNServices", "MAX_MEMBERS_PER_CALL", "MAX_ORIGINAL_AMOUNT", "generate_gateway_id"]
 
 #: Most users one :meth:`HAVNServices.sync_members` call accepts (they are sent in batches).
 MAX_MEMBERS_PER_CALL = 10_000
@@ -64,6 +65,31 @@ class _Errors:
         exc = HAVNValidationError(field, message)
         exc.errors = dict(self.errors)  # type: ignore[attr-defined]
         raise exc
+
+
+def _check_original_amount(value: Any, field: str) -> int:
+    """A client-converted payment's own amount: a positive integer of minor units, at most 10**15."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise HAVNValidationError(field, "must be an integer number of minor units (e.g. cents), not "
+                                  f"{type(value).__name__}")
+    if value <= 0:
+        raise HAVNValidationError(field, "must be greater than 0")
+    if value > MAX_ORIGINAL_AMOUNT:
+        raise HAVNValidationError(field, f"must be at most {MAX_ORIGINAL_AMOUNT} minor units; split the payment")
+    return value
+
+
+def _check_sent_amount(value: Any, field: str, currency: Optional[str]) -> int:
+    """An amount sent to HAVN as is (USD, or server mode): HAVN's cap, named with the way out."""
+    try:
+        return rules.check_amount(value, field)
+    except HAVNValidationError as exc:
+        if currency in (None, "USD") or not isinstance(value, int) or value <= 0:
+            raise
+        raise HAVNValidationError(
+            field, f"is {value} minor units of {currency}, but HAVN takes at most {rules.MAX_AMOUNT} minor units "
+            "in the currency it is sent in (HAVN_CURRENCY_CONVERSION = \"server\" sends it as is): split the "
+            "payment, or set HAVN_CURRENCY_CONVERSION = \"client\" so USD cents are sent") from exc
 
 
 def _optional_text(value: Any, field: str, max_length: int) -> Optional[str]:
@@ -399,7 +425,10 @@ class HAVNServices:
         attempt then sends with the audit trail in ``custom_fields``. In client
         mode, own ``custom_fields`` or a ``subtotal`` overflow HAVN's 3-entry cap
         and raise :class:`HAVNValidationError`; a currency without a rate raises
-        :class:`HAVNConfigError`. Nothing is written in either case.
+        :class:`HAVNConfigError`. Nothing is written in either case. HAVN's cap
+        of 1,000,000,000 minor units applies to the amount *sent*: the original
+        amount in USD or server mode, the USD cents in client mode (whose
+        original amount may be up to :data:`MAX_ORIGINAL_AMOUNT`).
         """
         payment, _created = self._record_payment(
             project, amount, currency, customer_email=customer_email, status=status, invoice_id=invoice_id,
@@ -481,13 +510,26 @@ class HAVNServices:
                 status_code=409)
         if values["status"] == "completed" and existing.status == "pending":
             return self.complete_payment(existing)
+        if values["status"] != existing.status:
+            raise HAVNConflictError(
+                f"payment_gateway_transaction_id {values['payment_gateway_transaction_id']!r} is already recorded "
+                f"as payment {existing.id} with status {existing.status}; status changes are not accepted by "
+                f"re-posting it as {values['status']} (complete a pending payment with POST "
+                f"/payments/{existing.id}/complete or havn.complete_payment())", status_code=409)
         return existing
 
     @staticmethod
     def _check_payment(errors: _Errors, amount: Any, currency: Any, fields: Dict[str, Any]) -> Dict[str, Any]:
         config = current_state().config
+        try:
+            code: Optional[str] = rules.check_currency(currency, "currency")
+        except HAVNValidationError:
+            code = None  # reported below, after the amount
+        # Client mode sends USD cents: HAVN's cap applies to those (in _conversion), not to the original.
+        converted = code not in (None, "USD") and config.currency_conversion == "client"
+        check = _check_original_amount if converted else functools.partial(_check_sent_amount, currency=code)
         values: Dict[str, Any] = {
-            "amount": errors.check(rules.check_amount, amount, "amount_cents"),
+            "amount": errors.check(check, amount, "amount_cents"),
             "currency": errors.check(rules.check_currency, currency, "currency"),
         }
         status = fields.get("status", "completed")
@@ -515,7 +557,7 @@ class HAVNServices:
         subtotal = fields.get("subtotal")
         values["subtotal"] = None
         if subtotal is not None:
-            values["subtotal"] = errors.check(rules.check_amount, subtotal, "subtotal_cents")
+            values["subtotal"] = errors.check(check, subtotal, "subtotal_cents")
             if values["subtotal"] is not None and values["amount"] is not None and values["subtotal"] < values["amount"]:
                 errors.add("subtotal_cents", "must be at least amount_cents (it is the price before discount)")
         return values

@@ -15,8 +15,9 @@ clients borrow it. Wire choices, each deliberate:
 * Every POST carries an ``Idempotency-Key``: the caller's, or a uuid4 hex made
   once per call and reused by every retry of that call, so retrying a POST
   cannot create a duplicate on a server that honours the key.
-* Retries are our own loop (not urllib3's) so ``X-RateLimit-Reset`` and
-  ``Retry-After`` are honoured and, once retries are spent, a 429 raises
+* Retries are our own loop (not urllib3's) so ``X-RateLimit-Reset`` (only when
+  the limit is spent: HAVN sends it on every answer) and ``Retry-After`` are
+  honoured and, once retries are spent, a 429 raises
   :class:`HAVNRateLimitError` and a 5xx :class:`HAVNAPIError` (the official
   SDK turns both into a network error, contract §5).
 """
@@ -149,11 +150,26 @@ def _retry_after_seconds(raw: Optional[str], now: float) -> Optional[float]:
     return max(0.0, when.timestamp() - now)
 
 
+def _rate_limited(resp: requests.Response) -> bool:
+    """True when the answer says the rate limit is spent: a 429, or ``X-RateLimit-Remaining: 0``."""
+    if resp.status_code == 429:
+        return True
+    remaining = _lenient_number(resp.headers.get("X-RateLimit-Remaining"))
+    return remaining is not None and remaining <= 0
+
+
 def server_wait_hint(resp: requests.Response, now: float) -> Optional[float]:
-    """Seconds the server asked us to wait: ``X-RateLimit-Reset`` (absolute epoch) first, then ``Retry-After``."""
-    reset = _lenient_number(resp.headers.get("X-RateLimit-Reset"))
-    if reset is not None:
-        return max(0.0, reset - now)
+    """Seconds the server asked us to wait, or ``None`` for no opinion.
+
+    HAVN sends ``X-RateLimit-*`` on *every* answer, so ``X-RateLimit-Reset``
+    (absolute epoch) is a wait only when the limit is spent (a 429, or
+    ``X-RateLimit-Remaining: 0``); a 503 with requests left waits the normal
+    backoff. ``Retry-After`` (seconds or an HTTP date) is always honoured.
+    """
+    if _rate_limited(resp):
+        reset = _lenient_number(resp.headers.get("X-RateLimit-Reset"))
+        if reset is not None:
+            return max(0.0, reset - now)
     return _retry_after_seconds(resp.headers.get("Retry-After"), now)
 
 

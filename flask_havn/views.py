@@ -15,8 +15,11 @@ Routes (under ``HAVN_URL_PREFIX``, default ``/havn``)::
 They manage money, so every route answers 403 until the host registers
 ``@havn.authorize`` (a function returning ``True`` to allow the current
 request). Errors are JSON ``{"error", "message"}`` (400 adds ``"errors"``: one
-message per field), never an HTML page. The webhook endpoint lives in another
-blueprint and is not behind ``authorize`` (its signature authenticates it).
+message per field), never an HTML page: a routing 404/405 under the prefix
+(an unknown path, or a method like ``PROPFIND`` no route lists) is answered
+by an app-level handler that leaves every other path's error page to the
+host. The webhook endpoint lives in another blueprint and is not behind
+``authorize`` (its signature authenticates it).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from datetime import datetime
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .errors import (
     HAVNAPIError,
@@ -48,6 +51,11 @@ _FORBIDDEN_UNREGISTERED = (
     "the current request may manage HAVN projects and payments (e.g. an admin check)."
 )
 _FORBIDDEN_DENIED = "Your @havn.authorize callback did not allow this request."
+#: Fields POST /payments cannot do without, and what each must be.
+_REQUIRED_PAYMENT_FIELDS = (
+    ("project_id", "is required: the id of the project the payment belongs to"),
+    ("amount_cents", "is required: an integer amount in minor units (e.g. cents)"),
+)
 _PAYMENT_FIELDS = (
     "project_id", "amount_cents", "currency", "status", "invoice_id", "customer_id", "customer_email",
     "voucher_code", "transaction_type", "payment_gateway", "payment_gateway_transaction_id", "custom_fields",
@@ -239,21 +247,31 @@ def sync_members(project_id: int) -> Any:
 
 def record_payment() -> Tuple[Response, int]:
     """``POST /payments``: record (and, inline, deliver) a payment; 201, or 200 if already recorded."""
+    from .services import _Errors
+
     data = _json_body()
     _only(data, _PAYMENT_FIELDS)
-    if "project_id" not in data:
-        raise HAVNValidationError("project_id", "is required: the id of the project the payment belongs to")
-    if "amount_cents" not in data:
-        raise HAVNValidationError("amount_cents", "is required: an integer amount in minor units (e.g. cents)")
-    payment, created = _havn()._record_payment(
-        data["project_id"], data["amount_cents"], data.get("currency", "USD"),
-        customer_email=data.get("customer_email"), status=data.get("status", "completed"),
-        invoice_id=data.get("invoice_id"), customer_id=data.get("customer_id"),
-        voucher_code=data.get("voucher_code"), transaction_type=data.get("transaction_type"),
-        payment_gateway=data.get("payment_gateway"),
-        payment_gateway_transaction_id=data.get("payment_gateway_transaction_id"),
-        custom_fields=data.get("custom_fields"), subtotal=data.get("subtotal_cents"),
-    )
+    # Every problem at once: the missing required fields, then what the service finds (a missing
+    # field always gives the service an error too, so nothing is recorded).
+    errors = _Errors()
+    for name, message in _REQUIRED_PAYMENT_FIELDS:
+        if name not in data:
+            errors.add(name, message)
+    try:
+        payment, created = _havn()._record_payment(
+            data.get("project_id"), data.get("amount_cents"), data.get("currency", "USD"),
+            customer_email=data.get("customer_email"), status=data.get("status", "completed"),
+            invoice_id=data.get("invoice_id"), customer_id=data.get("customer_id"),
+            voucher_code=data.get("voucher_code"), transaction_type=data.get("transaction_type"),
+            payment_gateway=data.get("payment_gateway"),
+            payment_gateway_transaction_id=data.get("payment_gateway_transaction_id"),
+            custom_fields=data.get("custom_fields"), subtotal=data.get("subtotal_cents"),
+        )
+    except HAVNValidationError as exc:
+        for name, message in (getattr(exc, "errors", None) or {exc.field: exc.reason}).items():
+            errors.add(name, message)
+        errors.raise_if_any()
+        raise  # pragma: no cover - a validation error always names a field
     return jsonify(payment_json(payment)), 201 if created else 200
 
 
@@ -358,6 +376,9 @@ def _handle_http_error(exc: HTTPException) -> Tuple[Response, int]:
     return _error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or exc.name or "")
 
 
+#: The routing errors answered as JSON under the prefix by an app-level handler.
+_ROUTING_ERRORS = {404: NotFound, 405: MethodNotAllowed}
+
 _ID = "int"
 #: rule → {method: (endpoint, view)}
 _ROUTES: Dict[str, Dict[str, Tuple[str, Any]]] = {
@@ -390,6 +411,70 @@ def _blueprint(url_prefix: str) -> Blueprint:
     return bp
 
 
+def _under_prefix(path: str) -> bool:
+    """``True`` if ``path`` is HAVN's: under a non-empty ``HAVN_URL_PREFIX`` (whole path segments)."""
+    prefix = _prefix()
+    return bool(prefix) and (path == prefix or path.startswith(prefix + "/"))
+
+
+def _endpoints_here() -> Dict[str, str]:
+    """``{method: endpoint}`` of every route at the current path."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    found: Dict[str, str] = {}
+    for method in _METHODS:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        found[method] = endpoint
+    return found
+
+
+def _app_error_handler(app: Flask, code: int) -> None:
+    """Answer routing 404/405 under the HAVN prefix as JSON; leave every other path to the host.
+
+    Werkzeug raises these before any view runs (e.g. ``PROPFIND /havn/projects``),
+    so the blueprint's own handlers never see them. Elsewhere the host's own
+    handler answers (one for ``code`` registered before HAVN, or for
+    ``HTTPException``), or Flask's page. A handler for ``code`` the host
+    registers after HAVN replaces this one, on every path.
+    """
+    from .webhooks import BLUEPRINT_NAME as WEBHOOKS
+
+    exc_class = _ROUTING_ERRORS[code]
+    previous = app.error_handler_spec.get(None, {}).get(code, {}).get(exc_class)
+    ours = (f"{BLUEPRINT_NAME}.", f"{WEBHOOKS}.")
+
+    def host_answer(exc: HTTPException) -> Any:
+        """What Flask would answer without this handler: the host's handler, else its default page."""
+        fallback = previous
+        if fallback is None:  # a handler the host registered for HTTPException (or a base class)
+            generic = app.error_handler_spec.get(None, {}).get(None, {})
+            fallback = next((generic[cls] for cls in type(exc).__mro__ if cls in generic), None)
+        return exc if fallback is None else app.ensure_sync(fallback)(exc)
+
+    def handler(exc: HTTPException) -> Any:
+        endpoints = _endpoints_here() if code == 405 else {}
+        if not (_under_prefix(request.path) or any(e.startswith(ours) for e in endpoints.values())):
+            return host_answer(exc)
+        if f"{WEBHOOKS}.receive" in endpoints.values():
+            allowed = ["POST"]  # the webhook view answers its other methods 405 itself
+        else:
+            allowed = [method for method, endpoint in endpoints.items()
+                       if endpoint != f"{BLUEPRINT_NAME}.{_CATCH_ALL}"
+                       and not endpoint.startswith(f"{BLUEPRINT_NAME}.method_not_allowed_")]
+        if not allowed:
+            return _error(404, "not_found", f"no HAVN route at {request.path}")
+        response, status = _error(405, "method_not_allowed",
+                                  f"{request.method} is not allowed here; use {', '.join(allowed)}")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response, status
+
+    app.register_error_handler(code, handler)
+
+
 def register_routes(app: Flask, state: Any) -> None:
-    """Register the HAVN blueprint on ``app`` under ``HAVN_URL_PREFIX``."""
+    """Register the HAVN blueprint on ``app`` under ``HAVN_URL_PREFIX``, and its JSON 404/405 there."""
     app.register_blueprint(_blueprint(state.config.url_prefix))
+    for code in (404, 405):
+        _app_error_handler(app, code)

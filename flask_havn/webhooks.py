@@ -16,6 +16,13 @@ with the traceback and the answer is 500, so HAVN retries and the retry runs
 the receivers again. Do not commit in a receiver. A repeated event id is
 answered 200 and sends nothing.
 
+Who processes a stored event: the delivery that inserted it, or a later one
+that finds it ``failed``, or still ``received`` after a lease of
+``RECEIVED_LEASE_SECONDS`` (10 minutes; its processor died mid-way, or could
+not even record the failure). Each claim sets ``received_at`` to now, so a
+row ``received`` within the lease is in hand elsewhere and a concurrent
+duplicate is answered 200 without processing.
+
 CSRF: when Flask-WTF's ``CSRFProtect`` is on the app, the webhook blueprint
 is exempted automatically, whether ``CSRFProtect`` was set up before or after
 HAVN (senders of webhooks cannot carry a CSRF token).
@@ -29,6 +36,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable, Optional, Tuple
 
 import sqlalchemy as sa
@@ -53,7 +61,8 @@ from .events import (
 from .models import utcnow
 from .signing import verify_webhook
 
-__all__ = ["register_webhooks", "WebhookReceiver", "Outcome", "get_receiver", "BLUEPRINT_NAME"]
+__all__ = ["register_webhooks", "WebhookReceiver", "Outcome", "get_receiver", "BLUEPRINT_NAME",
+           "RECEIVED_LEASE_SECONDS"]
 
 log = logging.getLogger("flask_havn.webhooks")
 
@@ -64,6 +73,9 @@ _CHUNK = 64 * 1024
 #: Longest traceback text kept in ``havn_webhook_events.last_error``.
 _MAX_ERROR_TEXT = 20_000
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: How long a ``received`` event is left to the delivery processing it (``received_at`` is set at
+#: each claim); after that a redelivery takes it over, e.g. when that process died mid-way.
+RECEIVED_LEASE_SECONDS = 10 * 60
 
 _GENERIC = {
     400: ("invalid_request", "invalid webhook headers"),
@@ -163,6 +175,7 @@ class WebhookReceiver:
         event = Event.from_envelope(dict(row.payload))
         row.status = "received"
         row.attempts = (row.attempts or 0) + 1
+        row.received_at = utcnow()
         session.commit()
         return self._process(event, replay=True)
 
@@ -175,22 +188,29 @@ class WebhookReceiver:
     def _claim(self, event: Event) -> Tuple[bool, str]:
         """Insert the event row (its own transaction); ``(True, …)`` if this delivery must process it.
 
-        An existing id is processed again only if it ``failed``, and then only by
-        the one delivery whose conditional UPDATE flips it back to ``received``.
+        An existing id is processed again only if it ``failed``, or if it is still
+        ``received`` after the lease (:data:`RECEIVED_LEASE_SECONDS`: its processor
+        died), and then only by the one delivery whose conditional UPDATE claims
+        it (``received``, ``received_at`` now). A fresh ``received`` row is in
+        hand elsewhere: a duplicate.
         """
         session, model = self._session(), self._model()
+        now = utcnow()
         session.add(model(id=event.id, type=event.type, payload=event.envelope, test_mode=event.test_mode,
                           status="received", attempts=1, event_created_at=event.created_at,
-                          received_at=utcnow()))
+                          received_at=now))
         try:
             session.commit()
             return True, "received"
         except IntegrityError:
             session.rollback()
+        stale = now - timedelta(seconds=RECEIVED_LEASE_SECONDS)
         result = session.execute(
             sa.update(model)
-            .where(model.id == event.id, model.status == "failed")
-            .values(status="received", attempts=model.attempts + 1)
+            .where(model.id == event.id,
+                   sa.or_(model.status == "failed",
+                          sa.and_(model.status == "received", model.received_at < stale)))
+            .values(status="received", attempts=model.attempts + 1, received_at=now)
             .execution_options(synchronize_session=False)
         )
         session.commit()

@@ -1,13 +1,15 @@
 """``flask havn`` commands for projects, members and delivery (app.test_cli_runner, in-process sandbox)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.wrappers import Request, Response
 
-from _projects_helpers import FAST_RETRY, dump, quiet, record_many, sandbox_of, synced_chain
+from _projects_helpers import FAST_RETRY, dump, http_config, quiet, record_many, sandbox_of, synced_chain
 
 
 @pytest.fixture
@@ -88,6 +90,63 @@ def test_sync_members_refuses_bad_csv(make_host: Any, tmp_path: Path, content: s
     assert result.exit_code == 1
     assert message in result.output
     assert dump(sandbox_of(host))["counts"]["users"] == users_before
+
+
+def _refusing_havn(request: Request) -> Response:
+    """A HAVN bulk sync refusing every user whose email starts with "reject" (per-user errors by index)."""
+    payload = json.loads(request.get_data())
+    results, errors = [], []
+    for index, user in enumerate(payload["users"]):
+        if user["email"].startswith("reject"):
+            errors.append({"index": index, "email": user["email"], "error": "User is inactive in HAVN"})
+        else:
+            results.append({"success": True, "email": user["email"], "user_id": "usr_1",
+                            "referral_code": payload["referral_code"]})
+    body = {"success": True, "message": "Bulk sync completed", "results": results, "errors": errors,
+            "summary": {"total": len(payload["users"]), "success": len(results), "failed": len(errors)},
+            "referral_code": payload["referral_code"]}
+    return Response(json.dumps(body), status=200, content_type="application/json")
+
+
+def test_sync_members_names_the_csv_lines_havn_refused_despite_blank_lines(make_host: Any, httpserver: Any,
+                                                                           tmp_path: Path) -> None:
+    httpserver.expect_request("/api/v1/webhook/user-sync", method="POST").respond_with_handler(_refusing_havn)
+    host = make_host(http_config(httpserver.url_for("/").rstrip("/"), HAVN_BULK_MAX_SIZE=2))
+    with host.app.app_context():
+        project = host.havn.create_project("Team")
+        project.referral_code, project.sync_state = "HAVN-TT-001", "synced"
+        host.db.session.commit()
+        project_id = project.id
+    csv_file = tmp_path / "team.csv"
+    csv_file.write_text(
+        "email,name\n"                  # line 1
+        "\n"                            # 2
+        "ok1@team.example,Ok One\n"     # 3
+        "\n"                            # 4
+        "\n"                            # 5
+        "reject1@team.example,R One\n"  # 6
+        ",\n"                           # 7: no email, no name: skipped
+        "ok2@team.example,Ok Two\n"     # 8
+        "\n"                            # 9
+        "reject2@team.example,R Two\n",  # 10 (third batch: its index there is 0)
+        encoding="utf-8")
+    result = _run(host, "sync-members", str(project_id), str(csv_file))
+    assert result.exit_code == 1
+    assert "2 synced, 2 failed (of 4); linked to HAVN-TT-001" in result.output
+    refused = [line.strip() for line in result.output.splitlines() if "User is inactive" in line]
+    assert refused == ["line 6: reject1@team.example: User is inactive in HAVN",
+                       "line 10: reject2@team.example: User is inactive in HAVN"]
+
+
+def test_sync_members_names_the_csv_line_of_an_invalid_row(make_host: Any, tmp_path: Path) -> None:
+    host = make_host()
+    a_id, _, _, _ = synced_chain(host)
+    csv_file = tmp_path / "team.csv"
+    csv_file.write_text("email,name\n\ngood@t.example,Good\n\n\nbad-address,Bad\n,Nameless\n", encoding="utf-8")
+    result = _run(host, "sync-members", str(a_id), str(csv_file))
+    assert result.exit_code == 1
+    assert "line 6: users[1].email: must be a valid email address" in result.output
+    assert "line 7: users[2].email: must be a valid email address" in result.output
 
 
 def test_deliver_once_status_and_retry_dead(make_host: Any) -> None:

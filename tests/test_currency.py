@@ -74,13 +74,14 @@ def test_to_usd_cents(amount, currency, rate, cents):
 
 
 def test_conversion_is_exact_however_long_the_rate():
-    # Just under half a cent. At Decimal's default 28 digits the product would round up to exactly
-    # 0.5 cent first and half-up would then make it 1: one rounding, at the end, gives 0.
-    just_under = "0." + "4" + "9" * 40
+    # Just under half a cent, with the longest rate accepted (20 significant digits): one rounding,
+    # at the end, gives 0 (rounding the product first to 0.5 cent would make it 1).
+    just_under = "0." + "4" + "9" * 19
     assert to_usd_cents(1, "EUR", just_under) == 0
-    assert to_usd_cents(1, "JPY", "0.00" + "4" + "9" * 40) == 0
+    assert to_usd_cents(1, "JPY", "0.00" + "4" + "9" * 19) == 0
     assert to_usd_cents(1, "EUR", "0.5") == 1
-    assert to_usd_cents(999_999_999, "KWD", "0.00" + "9" * 40) == 1_000_000  # 999,999.999 KWD × ~0.01 USD
+    # 9 + 20 digits: past Decimal's default 28-digit precision, still exact.
+    assert to_usd_cents(999_999_999, "KWD", "0.00" + "9" * 20) == 1_000_000  # 999,999.999 KWD × ~0.01 USD
 
 
 def test_round_trip_for_display():
@@ -90,11 +91,53 @@ def test_round_trip_for_display():
     assert from_usd_cents(500, "USD", "1") == 500
 
 
-@pytest.mark.parametrize("rate", [1.08, True, "abc", "0", "-1", "NaN", "Infinity", "1e10", None, [1]])
+@pytest.mark.parametrize("rate", [1.08, True, "abc", "0", "-1", "NaN", "Infinity", "1e10", None, [1],
+                                  "9.9e-13", Decimal("1e-13")])
 def test_bad_rates_refused(rate):
     with pytest.raises(HAVNValidationError) as info:
         parse_rate(rate)
     assert info.value.field == "exchange_rate"
+
+
+@pytest.mark.parametrize("rate", [
+    "1e-999999999",                       # would print a billion characters
+    "-1e-999999999",
+    "1e999999999",
+    "0.0000633" + "1" * 91,               # a 100-digit rate
+    "1" * 100,
+    Decimal("1e-70"),                     # what a careless rate provider may hand over
+    Decimal("0.0000633" + "7" * 20),      # 23 significant digits
+    " " * 5 + "1" * 200,
+])
+def test_rates_that_would_not_print_in_64_characters_are_refused_saying_what_is_accepted(rate):
+    with pytest.raises(HAVNValidationError) as info:
+        parse_rate(rate)
+    assert info.value.field == "exchange_rate"
+    assert "from 1e-12 to 1e9 with at most 20 significant digits" in info.value.message
+    with pytest.raises(HAVNValidationError):
+        rate_text(rate)
+
+
+@pytest.mark.parametrize("rate, text", [
+    ("1e-12", "0.000000000001"),
+    ("1.2345678901234567890e-12", "0.0000000000012345678901234567890"),  # the longest: 33 characters
+    ("123456789.01234567890", "123456789.01234567890"),
+    ("1e9", "1000000000"),
+    ("1." + "0" * 60, "1"),                                                 # trailing zeros are not digits
+    ("0.00006330000000000000000000", "0.0000633"),
+])
+def test_every_accepted_rate_prints_short(rate, text):
+    assert rate_text(rate) == text and len(text) <= 64
+    assert parse_rate(rate) == Decimal(rate)
+
+
+def test_a_tiny_rate_from_the_provider_is_a_clear_config_error():
+    with pytest.raises(HAVNConfigError) as info:
+        resolve_rate("IDR", provider=lambda currency: (Decimal("1e-70"), "broken feed"))
+    assert "rate for IDR is unusable" in info.value.message
+    assert "from 1e-12 to 1e9 with at most 20 significant digits" in info.value.message
+    with pytest.raises(HAVNConfigError, match="at most 20 significant digits"):
+        resolve_rate("IDR", provider=lambda currency: ("0." + "1" * 100, "long feed"))
 
 
 def test_a_float_rate_says_how_to_write_it():

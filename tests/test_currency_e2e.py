@@ -127,23 +127,32 @@ def test_the_payment_json_shows_the_audit(make_host: Any) -> None:
 # -- the refused conversion ---------------------------------------------------------------
 
 
-def test_a_moved_sandbox_rate_fails_synchronously_once_with_no_commission(make_host: Any) -> None:
+#: A sandbox rate moved away from the host's, per currency of :data:`PAYMENTS`.
+MOVED_RATES = {"IDR": "0.00007", "JPY": "0.007", "EUR": "1.1", "KWD": "3.3"}
+
+
+@pytest.mark.parametrize("currency, amount", PAYMENTS)
+def test_a_moved_sandbox_rate_fails_synchronously_once_with_no_commission(make_host: Any, currency: str,
+                                                                          amount: int) -> None:
     host = make_host(_client())
     _, _, b_id, _ = synced_chain(host)
-    _move_sandbox_rate(host, "IDR", "0.00007")
+    ours_rate, moved = DEFAULT_EXCHANGE_RATES[currency], MOVED_RATES[currency]
+    ours, havns = to_usd_cents(amount, currency, ours_rate), to_usd_cents(amount, currency, moved)
+    assert ours != havns  # the move really changes the USD cents
+    _move_sandbox_rate(host, currency, moved)
     with record_signals() as sent:
-        payment_id, state = _pay(host, b_id, 1_500_000, "IDR")
+        payment_id, state = _pay(host, b_id, amount, currency)
         assert state == "conversion_failed"  # HAVN's synchronous answer, recorded before record_payment returned
         _settle(host)
     row = _row(host, payment_id)
     assert (row["delivery_state"], row["conversion_verdict"]) == ("conversion_failed", "failed")
-    assert (row["amount_usd"], row["havn_amount_usd"]) == (9495, 10500)  # ours at 0.0000633, HAVN's at 0.00007
-    assert (row["exchange_rate"], row["exchange_rate_source"]) == ("0.0000633", "HAVN_EXCHANGE_RATES")
+    assert (row["amount_usd"], row["havn_amount_usd"]) == (ours, havns)  # ours at the host's rate, HAVN's moved
+    assert (row["exchange_rate"], row["exchange_rate_source"]) == (ours_rate, "HAVN_EXCHANGE_RATES")
     details = row["havn_details"]
     assert {k: details[k] for k in ("submitted_amount", "expected_amount", "submitted_exchange_rate",
                                     "server_exchange_rate", "original_amount", "original_currency")} == {
-        "submitted_amount": 9495, "expected_amount": 10500, "submitted_exchange_rate": "0.0000633",
-        "server_exchange_rate": "0.00007", "original_amount": 1_500_000, "original_currency": "IDR"}
+        "submitted_amount": ours, "expected_amount": havns, "submitted_exchange_rate": ours_rate,
+        "server_exchange_rate": moved, "original_amount": amount, "original_currency": currency}
     assert (row["commissions"], row["total_commission"]) == ([], 0)
 
     names = [s.name for s in sent]
@@ -151,7 +160,7 @@ def test_a_moved_sandbox_rate_fails_synchronously_once_with_no_commission(make_h
     assert names.count("havn.transaction-failed") == 1
     assert names.count("havn.webhook-received") == 1  # the event did arrive and was processed
     announced = next(s for s in sent if s.name == "havn.conversion-failed")
-    assert announced.kwargs["details"]["expected_amount"] == 10500 and announced.sender is host.app
+    assert announced.kwargs["details"]["expected_amount"] == havns and announced.sender is host.app
     with host.app.app_context():
         events = host.havn.models.WebhookEvent.query.all()
         assert [(e.type, e.status, e.payment_id) for e in events] == [
@@ -159,10 +168,16 @@ def test_a_moved_sandbox_rate_fails_synchronously_once_with_no_commission(make_h
 
     state = dump(sandbox_of(host))
     assert state["counts"]["commissions"] == 0
-    assert [(t["status"], t["amount"], t["currency"]) for t in state["transactions"]] == [("FAILED", 9495, "USD")]
+    assert [(t["status"], t["amount"], t["currency"]) for t in state["transactions"]] == [("FAILED", ours, "USD")]
     # It is not retried: HAVN keeps the FAILED answer for this id.
     with host.app.app_context():
         assert delivery.count_due() == 0
+
+
+def test_the_moved_rate_amounts_are_the_ones_worked_out_by_hand() -> None:
+    """The IDR case of the test above, in numbers: 1,500,000 rupiah at 0.0000633 and at 0.00007."""
+    assert (to_usd_cents(1_500_000, "IDR", "0.0000633"), to_usd_cents(1_500_000, "IDR", "0.00007")) == (9495, 10500)
+    assert (to_usd_cents(12_345, "KWD", "3.25"), to_usd_cents(12_345, "KWD", "3.3")) == (4012, 4074)
 
 
 def _sandbox_events(host: Any) -> List[Dict[str, Any]]:

@@ -25,10 +25,10 @@ FAST = settings(max_examples=60, deadline=None, database=None)
 CURRENCIES = sorted(SUPPORTED_CURRENCIES - {"USD"})
 currencies = st.sampled_from(CURRENCIES)
 amounts = st.integers(min_value=1, max_value=MAX_AMOUNT)
-#: Positive rates ≤ 1e9 written with 1 to 12 significant digits, from 1e-12 up.
-rates = st.builds(lambda mantissa, exponent: Decimal(mantissa).scaleb(exponent),
-                  st.integers(min_value=1, max_value=999_999_999_999), st.integers(min_value=-24, max_value=-3)
-                  ).filter(lambda r: r <= Decimal("1e9"))
+#: Positive rates written with 1 to 12 significant digits, from 1e-12 (the smallest accepted) up.
+rates = st.integers(min_value=1, max_value=999_999_999_999).flatmap(
+    lambda mantissa: st.integers(min_value=-11 - len(str(mantissa)), max_value=-3).map(
+        lambda exponent: Decimal(mantissa).scaleb(exponent)))
 #: Realistic rates (USD per major unit between 0.00001 and 10) for the end-to-end properties.
 realistic_rates = st.builds(lambda mantissa, exponent: Decimal(mantissa).scaleb(exponent),
                             st.integers(min_value=1, max_value=99_999), st.integers(min_value=-9, max_value=-4))

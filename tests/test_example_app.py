@@ -363,6 +363,9 @@ def test_paying_in_a_project_nobody_referred_is_platform_revenue(shop: Shop, net
     ({"amount": "1.005"}, "amount", "USD amounts take at most 2 decimals."),
     ({"amount": "1500.5", "currency": "IDR"}, "amount", "IDR amounts take whole units."),
     ({"amount": "20000000"}, "amount", "must be"),
+    ({"amount": "1e999999999"}, "amount", "is far too large"),
+    ({"amount": "1e-999999999"}, "amount", "USD amounts take at most 2 decimals."),
+    ({"amount": "1e999999999", "currency": "IDR"}, "amount", "is far too large"),
     ({"currency": "XYZ"}, "currency", "Choose a currency from the list."),
     ({"customer_email": ""}, "customer_email", "Enter the billing email"),
     ({"customer_email": "nobody"}, "customer_email", "must be a valid email address"),
@@ -546,6 +549,35 @@ def test_conversion_failure_event_fills_the_failures(shop: Shop, network: Simple
             "match server conversion: sent 10.01 USD, HAVN expected 9.49 USD") in failures
 
 
+@pytest.mark.parametrize("code", ["XXX", "usd", ""])
+@pytest.mark.parametrize("known", [True, False], ids=["known-payment", "unknown-payment"])
+def test_a_conversion_failure_in_a_currency_shopeasy_cannot_format_is_one_line(
+        shop: Shop, network: SimpleNamespace, code: str, known: bool) -> None:
+    gateway_id = "unknown-to-shopeasy"
+    if known:
+        shop.pay(network.b, "100.00")
+        (payment,) = shop.rows(shop.models.Payment)
+        gateway_id = payment.payment_gateway_transaction_id
+    envelope = {"id": "evt_shopeasy_conversion_odd", "type": "transaction.conversion_failed", "data": {
+        "transaction": {"transaction_id": "txn_x", "status": "FAILED", "amount": 1001, "currency": "USD",
+                        "payment_gateway_transaction_id": gateway_id},
+        "original_amount": 150000, "original_currency": code, "submitted_amount": 1001, "expected_amount": 949,
+        "reason": "converted amount does not match server conversion"}}
+    assert shop.send_event(envelope).status_code == 200
+    assert shop.send_event(envelope).status_code == 200  # a redelivery adds nothing
+    (item,) = shop.rows(ActivityItem)
+    (event,) = shop.rows(shop.models.WebhookEvent)
+    assert event.status == "processed"
+    if known:  # ShopEasy's own figures for its payment
+        assert (item.amount, item.currency, item.payment_id) == (10000, "USD", payment.id)
+        assert "(100.00 USD)" in item.message
+    else:  # HAVN's raw figures, the code only in the text
+        assert (item.amount, item.currency, item.payment_id) == (150000, None, None)
+        raw = f"(150000 minor units of {code!r})" if code else "(150000 minor units)"
+        assert raw in item.message
+    assert item.message.endswith("sent 10.01 USD, HAVN expected 9.49 USD")
+
+
 @pytest.fixture
 def converting_shop(tmp_path: Any) -> Iterator[Shop]:
     """ShopEasy converting non-USD payments itself (client mode), events delivered in-process."""
@@ -661,6 +693,10 @@ def test_sandbox_page_refuses_bad_rates(shop: Shop, currency: str, rate: str, fi
 @pytest.mark.parametrize("typed, currency, minor", [
     ("100.00", "USD", 10000), ("100", "USD", 10000), ("1,234.5", "EUR", 123450), ("150000", "IDR", 150000),
     ("0.01", "USD", 1), ("1.234", "USD", None), ("1e2", "USD", 10000), ("Infinity", "USD", None),
+    ("1e999999999", "USD", None), ("1E+999999999", "JPY", None), ("1e16", "USD", None),
+    ("9.99e15", "USD", 999000000000000000), ("1e-999999999", "USD", None), ("1e-999999999", "JPY", None),
+    ("1.0000000000000000000000000001", "USD", None), ("100.000000000000000000000000000000000", "USD", 10000),
+    ("1.2340", "KWD", 1234),
 ])
 def test_parse_amount(typed: str, currency: str, minor: Optional[int]) -> None:
     if minor is None:

@@ -6,6 +6,7 @@ from typing import Any, Dict, Iterator
 
 import pytest
 
+from flask_havn.currency import to_usd_cents
 from flask_havn.sandbox.backend import SandboxBackend
 from flask_havn.sandbox.errors import SandboxError
 from flask_havn.sandbox.settings import SandboxSettings
@@ -382,3 +383,26 @@ def test_used_up_inactive_and_expired_promos_are_422(backend: SandboxBackend) ->
         err = error_of(lambda: backend.transaction(txn(payment_gateway_transaction_id="pg_3", promo_code=dead)))
         assert err.status == 422
     assert backend.dump()["counts"]["transactions"] == 1
+
+
+def test_client_converted_original_above_havns_cap_is_accepted(backend: SandboxBackend) -> None:
+    chain(backend, 1)
+    usd = to_usd_cents(2_000_000_000, "IDR", "0.0000633")
+    out = backend.transaction(txn(amount=usd, custom_fields={
+        "original_currency": "IDR", "original_amount": 2_000_000_000, "exchange_rate": "0.0000633"}))
+    assert out.status == 201 and out.body["transaction"]["original_amount"] == 2_000_000_000
+
+
+@pytest.mark.parametrize("original, rate, field", [
+    (10 ** 15 + 1, "0.0000633", "custom_fields.original_amount"),
+    ("9" * 400, "0.0000633", "custom_fields.original_amount"),
+    (150000, "1e-999999999", "custom_fields.exchange_rate"),
+    (150000, "1" + "0" * 100, "custom_fields.exchange_rate"),
+    (150000, "abc", "custom_fields.exchange_rate"),
+])
+def test_hostile_client_audit_fields_are_400(backend: SandboxBackend, original: Any, rate: str, field: str) -> None:
+    chain(backend, 1)
+    err = error_of(lambda: backend.transaction(txn(amount=950, custom_fields={
+        "original_currency": "IDR", "original_amount": original, "exchange_rate": rate})))
+    assert (err.status, err.field) == (400, field)
+    assert backend.dump()["transactions"] == []

@@ -88,6 +88,43 @@ def test_bad_seed_is_refused_and_changes_nothing(control: Control, body: bytes, 
     assert control("GET", "/state").json()["counts"]["associates"] == 0
 
 
+@pytest.mark.parametrize("content_type", [
+    "text/plain",                          # what a cross-site fetch/form can send without a CORS preflight
+    "text/plain;charset=UTF-8",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    None,                                  # no Content-Type at all
+])
+def test_bodies_that_are_not_declared_json_are_415_and_change_nothing(
+        control: Control, receiver: Any, content_type: Any) -> None:
+    control("PUT", "/webhook-url", json={"url": receiver.url + "/hooks"})
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    forged = json.dumps({"type": "commission.distributed", "data": {"total_commission": 999999}}).encode()
+    requests_to_try = [
+        ("POST", "/events", forged),
+        ("POST", "/seed", json.dumps(SEED).encode()),
+        ("PUT", "/rates", b'{"IDR": "0.5"}'),
+        ("PUT", "/faults", b'{"rates": {"500": 1}}'),
+        ("PUT", "/webhook-url", b'{"url": "http://evil.example/hooks"}'),
+    ]
+    for method, path, body in requests_to_try:
+        response = control(method, path, data=body, headers=headers)
+        assert response.status_code == 415, (method, path, response.text)
+        assert response.json()["error"] == "UnsupportedMediaType"
+        assert "Content-Type: application/json" in response.json()["message"]
+    log = control("GET", "/deliveries", params={"wait": 5}).json()
+    assert log["deliveries"] == [] and receiver.hits == []  # nothing was signed with the real secret
+    state = control("GET", "/state").json()
+    assert state["events"] == [] and state["counts"]["associates"] == 0
+    assert state["rates"]["IDR"] == "0.0000633" and state["faults"]["spec"] is None
+    assert state["webhook_url"] == receiver.url + "/hooks"
+
+
+def test_a_json_suffix_content_type_is_accepted(control: Control) -> None:
+    response = control("POST", "/seed", data=json.dumps(SEED), headers={"Content-Type": "application/vnd.x+json"})
+    assert response.status_code == 200
+
+
 def test_reset_drops_everything(control: Control, havn_sandbox: SandboxServer) -> None:
     control("POST", "/seed", json=SEED)
     assert control.transaction("pg_reset").status_code == 201
@@ -170,6 +207,15 @@ def test_rates_put(control: Control) -> None:
         assert refused.status_code == 400, bad
         assert refused.json()["error"] == "ValidationError"
     assert control("GET", "/state").json()["rates"]["IDR"] == "0.00007"
+
+
+@pytest.mark.parametrize("rate", ["1e-999999999", "0.0000633" + "1" * 91, "1e-70", "0." + "0" * 12 + "9"])
+def test_rates_that_cannot_print_in_64_characters_are_400(control: Control, rate: str) -> None:
+    refused = control("PUT", "/rates", json={"IDR": rate})
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "rates.IDR"
+    assert "from 1e-12 to 1e9 with at most 20 significant digits" in refused.json()["message"]
+    assert control("GET", "/state").json()["rates"]["IDR"] == "0.0000633"
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "not a url", "/relative", 42, ["http://x"]])

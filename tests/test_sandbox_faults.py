@@ -9,6 +9,7 @@ import pytest
 import requests
 from flask import Flask
 
+from flask_havn.errors import HAVNAPIError
 from flask_havn.sandbox.adapter import WSGIAdapter
 from flask_havn.sandbox.faults import (
     FAULT_KINDS,
@@ -18,6 +19,7 @@ from flask_havn.sandbox.faults import (
     normalise_spec,
 )
 from flask_havn.sandbox.server import SandboxServer
+from flask_havn.transport import Transport
 
 BASE = "http://fault-test.invalid"
 
@@ -129,10 +131,40 @@ def test_error_faults_answer_before_the_app_runs(
     assert response.headers["X-Request-Id"].startswith("req_")
     assert backend.calls == []  # nothing stored
     assert injector.stats()[kind] == 1 and injector.stats()["requests"] == 1
+    assert int(response.headers["X-RateLimit-Limit"]) == 60  # every HAVN answer carries the three
     if kind == "429":
         assert response.headers["X-RateLimit-Remaining"] == "0"
         assert int(response.headers["X-RateLimit-Reset"]) == 1_800_000_003
-        assert int(response.headers["X-RateLimit-Limit"]) > 0
+    else:
+        assert response.headers["X-RateLimit-Remaining"] == "59"
+        assert int(response.headers["X-RateLimit-Reset"]) == 1_800_000_060  # end of the 60 s window
+
+
+def test_injected_hang_answer_carries_rate_limit_headers(
+    backend: Backend, session: requests.Session, sleeps: Sleeps
+) -> None:
+    make(backend, {"rates": {"hang": 1.0}, "hang_seconds": 1}, sleep=sleeps)
+    response = session.post(BASE + "/api/v1/thing", json={})
+    assert response.status_code == 504
+    assert (response.headers["X-RateLimit-Limit"], response.headers["X-RateLimit-Remaining"],
+            response.headers["X-RateLimit-Reset"]) == ("60", "59", "1800000060")
+
+
+def test_client_waits_only_its_backoff_on_an_injected_503(backend: Backend) -> None:
+    """The transport reads the injected 503's X-RateLimit-Reset (60 s away) as no wait: Remaining is 59."""
+    injector = make(backend, {"burst_429": 0, "rates": {"503": 1.0}})
+    waits: List[float] = []
+    transport = Transport(api_key="k", webhook_secret="s", base_url=BASE, max_retries=2, backoff_factor=0.5,
+                          sleep=waits.append, clock=lambda: 1_800_000_000.0, jitter=lambda: 0.0)
+    transport.mount(BASE, WSGIAdapter(backend.app))
+    with transport, pytest.raises(HAVNAPIError) as info:
+        transport.request("POST", "/api/v1/thing", payload={"a": 1})
+    assert info.value.status_code == 503
+    assert waits == [0.5, 1.0]
+    assert injector.stats()["503"] == 3 and backend.calls == []
+    injector.configure({"burst_429": 1})  # a 429 still waits for its Reset (3 s away)
+    assert transport.request("POST", "/api/v1/thing", payload={"a": 1}) == {"stored": 1}
+    assert waits == [0.5, 1.0, 3.0]
 
 
 def test_burst_429_then_normal(backend: Backend, session: requests.Session) -> None:

@@ -250,3 +250,47 @@ def test_two_requests_recording_one_gateway_id_at_once_make_one_payment(make_hos
     assert errors == []
     assert len(ids) == 4 and len(set(ids)) == 1
     assert _payments(host) == 1
+
+
+# -- HAVN's amount cap applies to what is sent ------------------------------------------------
+
+_CLIENT_IDR = {"HAVN_CURRENCY_CONVERSION": "client", "HAVN_EXCHANGE_RATES": {"IDR": "0.0000633"},
+               "HAVN_DELIVERY": "worker"}
+
+
+def test_client_mode_caps_the_usd_cents_sent_not_the_original_amount(make_host: Any) -> None:
+    host = make_host(_CLIENT_IDR)
+    _, _, b_id, _ = synced_chain(host)
+    with host.app.app_context():
+        payment = host.havn.record_payment(b_id, 2_000_000_000, "IDR", customer_email="big@example.com")
+        # 2,000,000,000 rupiah × 0.0000633 = 126,600.00 USD: 12,660,000 cents, well under HAVN's cap.
+        assert (payment.amount, payment.currency, payment.amount_usd) == (2_000_000_000, "IDR", 12_660_000)
+        assert (payment.conversion_mode, payment.delivery_state) == ("client", "pending")
+    assert _payments(host) == 1
+
+
+@pytest.mark.parametrize("amount, says", [
+    (10 ** 15 + 1, "must be at most 1000000000000000 minor units"),       # the sane bound on the original
+    (10 ** 15, "HAVN takes 1 to 1000000000 USD cents"),                   # 6.33e12 USD cents: over HAVN's cap
+    (0, "greater than 0"),
+    (2_000_000_000.0, "not float"),
+])
+def test_client_mode_still_bounds_the_original_amount(make_host: Any, amount: Any, says: str) -> None:
+    host = make_host(_CLIENT_IDR)
+    _, _, b_id, _ = synced_chain(host)
+    with host.app.app_context(), pytest.raises(HAVNValidationError) as info:
+        host.havn.record_payment(b_id, amount, "IDR", customer_email="big@example.com")
+    assert info.value.field == "amount_cents" and says in info.value.message
+    assert _payments(host) == 0
+
+
+@pytest.mark.parametrize("currency", ["IDR", "USD"])
+def test_server_mode_refuses_an_amount_over_havns_cap_naming_it(make_host: Any, currency: str) -> None:
+    host = make_host({"HAVN_CURRENCY_CONVERSION": "server", "HAVN_DELIVERY": "worker"})
+    _, _, b_id, _ = synced_chain(host)
+    with host.app.app_context(), pytest.raises(HAVNValidationError) as info:
+        host.havn.record_payment(b_id, 2_000_000_000, currency, customer_email="big@example.com")
+    assert info.value.field == "amount_cents" and "1000000000" in info.value.message
+    if currency == "IDR":
+        assert 'HAVN_CURRENCY_CONVERSION = "client"' in info.value.message
+    assert _payments(host) == 0

@@ -224,6 +224,50 @@ def test_rate_limit_reset_in_the_past_falls_back_to_backoff(script: Script, make
     assert clock.sleeps == [0.5]
 
 
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_rate_limit_reset_on_a_5xx_with_requests_left_is_not_a_wait(
+        script: Script, make_transport, clock: FakeClock, status):
+    # HAVN sends X-RateLimit-* on every answer: a 5xx with 59 requests left must not wait until Reset.
+    def unavailable(_seen):
+        return json_response({"error": "Unavailable", "message": "down"}, status, {
+            "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "59",
+            "X-RateLimit-Reset": str(int(clock.now) + 50),
+        })
+
+    script.reply(unavailable, unavailable, json_response({"success": True}))
+    assert make_transport(max_retries=3, backoff_factor=0.5).request("POST", "/x", payload={}) == {"success": True}
+    assert clock.sleeps == [0.5, 1.0]  # the normal backoff only
+    assert len(script.seen) == 3
+
+
+def test_rate_limit_reset_still_waits_on_a_429_with_the_same_headers(
+        script: Script, make_transport, clock: FakeClock):
+    def limited(_seen):
+        return json_response({"error": "RateLimited", "message": "slow down"}, 429, {
+            "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "59",
+            "X-RateLimit-Reset": str(int(clock.now) + 50),
+        })
+
+    script.reply(limited, json_response({"success": True}))
+    make_transport(max_retries=3, max_total_wait=60).request("POST", "/x", payload={})
+    assert clock.sleeps == [50.0]
+
+
+def test_rate_limit_reset_is_honoured_on_a_5xx_when_nothing_remains(script: Script, make_transport, clock: FakeClock):
+    script.reply(json_response({}, 503, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(clock.now) + 20)}),
+                 json_response({"success": True}))
+    make_transport(max_total_wait=60).request("GET", "/x")
+    assert clock.sleeps == [20.0]
+
+
+def test_retry_after_is_honoured_on_a_5xx_with_requests_left(script: Script, make_transport, clock: FakeClock):
+    script.reply(json_response({}, 503, {"Retry-After": "9", "X-RateLimit-Remaining": "59",
+                                         "X-RateLimit-Reset": str(int(clock.now) + 50)}),
+                 json_response({"success": True}))
+    make_transport(max_total_wait=60).request("GET", "/x")
+    assert clock.sleeps == [9.0]
+
+
 def test_retry_after_seconds_is_honoured(script: Script, make_transport, clock: FakeClock):
     script.reply(json_response({}, 503, {"Retry-After": "7"}), json_response({"success": True}))
     make_transport().request("GET", "/x")

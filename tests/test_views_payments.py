@@ -90,11 +90,43 @@ def test_bad_payments_are_400_and_write_nothing(make_host: Any, change: dict, fi
     assert dump(sandbox_of(host))["counts"]["transactions"] == 0
 
 
+REQUIRED = {
+    "project_id": "is required: the id of the project the payment belongs to",
+    "amount_cents": "is required: an integer amount in minor units (e.g. cents)",
+    "customer_email": "is required: HAVN needs the paying customer's email address",
+}
+
+
 def test_required_payment_fields(make_host: Any) -> None:
     host = _host(make_host)
     client = host.app.test_client()
-    assert set(client.post("/havn/payments", json={"amount_cents": 1}).get_json()["errors"]) == {"project_id"}
-    assert set(client.post("/havn/payments", json={"project_id": 1}).get_json()["errors"]) == {"amount_cents"}
+    email = {"customer_email": "buyer@example.com"}
+    assert client.post("/havn/payments", json={"amount_cents": 1, **email}).get_json()["errors"] == \
+        {"project_id": REQUIRED["project_id"]}
+    assert client.post("/havn/payments", json={"project_id": 1, **email}).get_json()["errors"] == \
+        {"amount_cents": REQUIRED["amount_cents"],
+         "project_id": "no project with id 1; create it first with havn.create_project() or POST /projects"}
+    assert _payments(host) == 0
+
+
+def test_an_empty_payment_reports_every_missing_field_at_once(make_host: Any) -> None:
+    host = _host(make_host)
+    response = host.app.test_client().post("/havn/payments", json={})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["errors"] == REQUIRED
+    assert body["message"] == f"project_id: {REQUIRED['project_id']} (and 2 more fields: see .errors)"
+    assert _payments(host) == 0
+
+
+def test_missing_and_invalid_fields_are_reported_together(make_host: Any) -> None:
+    host = _host(make_host)
+    response = host.app.test_client().post("/havn/payments", json={
+        "currency": "EURO", "status": "paid", "customer_email": "nope", "subtotal_cents": -1})
+    assert response.status_code == 400
+    errors = response.get_json()["errors"]
+    assert set(errors) == {"project_id", "amount_cents", "currency", "status", "customer_email", "subtotal_cents"}
+    assert (errors["project_id"], errors["amount_cents"]) == (REQUIRED["project_id"], REQUIRED["amount_cents"])
     assert _payments(host) == 0
 
 
@@ -142,3 +174,47 @@ def test_worker_mode_answers_pending(make_host: Any) -> None:
                                                                "customer_email": "w@example.com"}).get_json()
     assert (body["delivery_state"], body["attempts"]) == ("pending", 0)
     assert dump(sandbox_of(host))["counts"]["transactions"] == 0
+
+
+@pytest.mark.parametrize("first, again", [
+    ("completed", "refunded"), ("completed", "pending"), ("completed", "cancelled"),
+    ("pending", "refunded"), ("pending", "failed"), ("refunded", "completed"),
+])
+def test_reposting_a_known_payment_with_another_status_is_409(make_host: Any, first: str, again: str) -> None:
+    host = _host(make_host)
+    _, _, b_id, _ = synced_chain(host)
+    client = host.app.test_client()
+    body = {"project_id": b_id, **FULL, "status": first}
+    recorded = client.post("/havn/payments", json=body)
+    assert recorded.status_code == 201
+    payment_id = recorded.get_json()["id"]
+    sent = dump(sandbox_of(host))["counts"]["transactions"]
+    clash = client.post("/havn/payments", json={**body, "status": again})
+    assert clash.status_code == 409
+    answer = clash.get_json()
+    assert answer["error"] == "conflict"
+    assert f"payment {payment_id} with status {first}" in answer["message"]
+    assert f"status changes are not accepted by re-posting it as {again}" in answer["message"]
+    shown = client.get(f"/havn/payments/{payment_id}").get_json()
+    assert shown["status"] == first and shown["updated_at"] == recorded.get_json()["updated_at"]
+    assert _payments(host) == 1
+    assert dump(sandbox_of(host))["counts"]["transactions"] == sent
+
+
+@pytest.mark.parametrize("first, again, status, delivery", [
+    ("pending", "pending", "pending", "pending"),
+    ("pending", "completed", "completed", "sent"),  # the one change a re-post makes: it was paid
+    ("refunded", "refunded", "refunded", "pending"),
+])
+def test_reposting_a_known_payment_with_the_same_or_completed_status_is_200(
+        make_host: Any, first: str, again: str, status: str, delivery: str) -> None:
+    host = _host(make_host)
+    _, _, b_id, _ = synced_chain(host)
+    client = host.app.test_client()
+    body = {"project_id": b_id, **FULL, "status": first}
+    payment_id = client.post("/havn/payments", json=body).get_json()["id"]
+    again_answer = client.post("/havn/payments", json={**body, "status": again})
+    assert again_answer.status_code == 200
+    assert (again_answer.get_json()["id"], again_answer.get_json()["status"],
+            again_answer.get_json()["delivery_state"]) == (payment_id, status, delivery)
+    assert _payments(host) == 1

@@ -437,3 +437,55 @@ def test_error_bodies_do_not_say_which_check_failed(host: Any, client: Any) -> N
     stale = post(client, envelope(), timestamp=NOW - 3600).get_json()
     wrong = post(client, envelope(), "x", timestamp=NOW).get_json()
     assert stale == wrong == {"error": "invalid_signature", "message": "invalid signature"}
+
+
+def _with_data(**changes: Any) -> Dict[str, Any]:
+    payload = envelope()
+    data = json.loads(json.dumps(payload["data"]))
+    for path, value in changes.items():
+        node = data
+        keys = path.split("__")
+        for key in keys[:-1]:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
+    payload["data"] = data
+    return payload
+
+
+HUGE_INTEGERS = [
+    _with_data(total_commission=10 ** 30),
+    _with_data(total_commission=2 ** 63),
+    _with_data(total_commission=-1),
+    _with_data(commissions__0__amount=10 ** 30),
+    _with_data(commissions__1__amount=-5000),
+    _with_data(transaction__amount=10 ** 30),
+    _with_data(transaction__amount_usd=2 ** 64),
+    _with_data(expected_amount=10 ** 19),
+    _with_data(note={"deep": [1, 2, -(2 ** 63) - 1]}),  # anywhere: no BIGINT holds it
+]
+
+
+@pytest.mark.parametrize("payload", HUGE_INTEGERS, ids=range(len(HUGE_INTEGERS)))
+def test_an_integer_no_bigint_holds_is_400_not_500_on_every_retry(host: Any, client: Any,
+                                                                  payload: Dict[str, Any]) -> None:
+    from _webhook_helpers import add_payment, payment_row
+
+    payment_id = add_payment(host)
+    with record_signals() as sent:
+        for _ in range(2):  # the sender's retry gets the same answer
+            body, headers = _signed(payload)
+            response = client.post(PATH, data=body, headers=headers)
+            assert response.status_code == 400
+            assert response.get_json() == {"error": "invalid_payload", "message": "invalid payload"}
+    _assert_nothing_happened(host, sent)
+    assert payment_row(host, payment_id)["delivery_state"] == "pending"
+
+
+def test_the_largest_bigint_is_accepted(host: Any, client: Any) -> None:
+    from _webhook_helpers import add_payment, payment_row
+
+    payment_id = add_payment(host)
+    body, headers = _signed(_with_data(total_commission=2 ** 63 - 1, note=-(2 ** 63)))
+    assert client.post(PATH, data=body, headers=headers).status_code == 200
+    assert payment_row(host, payment_id)["total_commission"] == 2 ** 63 - 1
+    assert event_rows(host)[EVT]["status"] == "processed"

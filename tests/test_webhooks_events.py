@@ -46,6 +46,11 @@ def test_repr_hides_the_data() -> None:
     (_body(data=[1]), "data must be a JSON object"),
     (_body(test_mode=1), "test_mode"),
     (b'{"id": "evt_1", "type": "t", "data": {}, "x": -Infinity}', "not UTF-8 JSON"),
+    (_body(data={"total_commission": 10 ** 30}), "total_commission must be an amount from 0"),
+    (_body(data={"commissions": [{"amount": -1}]}), "commissions.amount must be an amount"),
+    (_body(data={"transaction": {"amount_usd": 2 ** 63}}), "transaction.amount_usd must be an amount"),
+    (_body(data={"original_amount": -3}), "original_amount must be an amount"),
+    (_body(extra=[[{"x": 10 ** 40}]]), "fit in 64 bits"),
 ])
 def test_parse_envelope_refuses_with_a_reason(body: bytes, needle: str) -> None:
     with pytest.raises(EnvelopeError, match=needle):

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 from typing import Any, List
 
 import pytest
 
 from flask_havn import signals
 from flask_havn.webhook_testing import record_signals
-from flask_havn.webhooks import get_receiver
+from flask_havn.models import utcnow
+from flask_havn.webhooks import RECEIVED_LEASE_SECONDS, get_receiver
 
 from _webhook_helpers import add_payment, config, envelope, event_rows, payment_row, post
 
@@ -217,19 +219,73 @@ def test_an_ignored_event_repeated_does_nothing(host: Any, client: Any) -> None:
     assert len(sent) == 1
 
 
-def test_an_event_in_hand_elsewhere_is_answered_200_without_processing(host: Any, client: Any) -> None:
-    """A row still ``received`` means another delivery is processing it right now."""
+def _left_received(host: Any, age: timedelta) -> datetime:
+    """Store the event as ``received`` (a delivery claimed it) ``age`` ago; return that time."""
+    claimed_at = utcnow() - age
     with host.app.app_context():
         model = host.havn.models.WebhookEvent
         host.db.session.add(model(id=EVT, type="commission.distributed", payload=envelope(), status="received",
-                                  attempts=1))
+                                  attempts=1, received_at=claimed_at))
         host.db.session.commit()
+    return claimed_at
+
+
+@pytest.mark.parametrize("age", [timedelta(0), timedelta(seconds=RECEIVED_LEASE_SECONDS - 5)])
+def test_an_event_in_hand_elsewhere_is_answered_200_without_processing(host: Any, client: Any,
+                                                                      age: timedelta) -> None:
+    """A row ``received`` within the lease means another delivery is processing it right now."""
+    payment_id = add_payment(host)
+    claimed_at = _left_received(host, age)
     with record_signals() as sent:
         response = post(client, envelope())
     assert response.status_code == 200
     assert response.get_json()["duplicate"] is True
     assert sent == []
-    assert event_rows(host)[EVT]["status"] == "received"
+    stored = event_rows(host)[EVT]
+    assert (stored["status"], stored["attempts"], stored["received_at"]) == ("received", 1, claimed_at)
+    assert payment_row(host, payment_id)["delivery_state"] == "pending"
+
+
+def test_an_event_left_received_past_the_lease_is_taken_over_and_processed_once(host: Any, client: Any) -> None:
+    """Its processor died mid-way (or could not record the failure): a redelivery processes it."""
+    assert RECEIVED_LEASE_SECONDS == 600
+    payment_id = add_payment(host)
+    claimed_at = _left_received(host, timedelta(seconds=RECEIVED_LEASE_SECONDS + 60))
+    with record_signals() as sent:
+        first = post(client, envelope())
+        second = post(client, envelope())
+    assert first.status_code == 200
+    assert first.get_json() == {"received": True, "id": EVT, "status": "processed", "duplicate": False}
+    assert second.get_json()["duplicate"] is True
+    assert [s.name for s in sent] == ["havn.commission-distributed", "havn.webhook-received"]
+    stored = event_rows(host)[EVT]
+    assert (stored["status"], stored["attempts"], stored["payment_id"]) == ("processed", 2, payment_id)
+    assert stored["received_at"] > claimed_at + timedelta(seconds=RECEIVED_LEASE_SECONDS)
+    assert payment_row(host, payment_id)["delivery_state"] == "sent"
+
+
+def test_a_failed_retry_claim_renews_the_lease(host: Any, client: Any) -> None:
+    """Taking over a ``failed`` event sets ``received_at``, so it is not taken over again at once."""
+    with host.app.app_context():
+        model = host.havn.models.WebhookEvent
+        host.db.session.add(model(id=EVT, type="commission.distributed", payload=envelope(), status="failed",
+                                  attempts=1, received_at=utcnow() - timedelta(days=3)))
+        host.db.session.commit()
+    claims: List[Any] = []
+
+    def in_hand(sender: Any, **kwargs: Any) -> None:
+        claims.append(event_rows(host)[EVT]["received_at"])
+        # A concurrent redelivery while this one processes: the fresh claim makes it a duplicate.
+        claims.append(post(host.app.test_client(), envelope()).get_json()["duplicate"])
+
+    signals.webhook_received.connect(in_hand, sender=host.app)
+    try:
+        assert post(client, envelope()).status_code == 200
+    finally:
+        signals.webhook_received.disconnect(in_hand, sender=host.app)
+    assert claims[0] > utcnow() - timedelta(minutes=1)
+    assert claims[1] is True
+    assert event_rows(host)[EVT]["attempts"] == 2
 
 
 def test_two_threads_delivering_one_id_at_once_process_it_once(make_host: Any) -> None:

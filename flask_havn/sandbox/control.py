@@ -3,7 +3,10 @@
 Not part of HAVN: tests and demos use them to reset, seed, inspect state,
 emit events on demand, inject faults, change exchange rates and point the
 webhook dispatcher somewhere. JSON in and out; bad input is a 400 naming the
-problem. No authentication: the sandbox only ever holds fake data.
+problem, and a body that is not ``Content-Type: application/json`` is a 415
+(so no web page can drive these routes with a preflight-free cross-site
+``text/plain`` or form POST). No authentication: the sandbox only ever holds
+fake data — but it signs events with the app's real webhook secret.
 """
 from __future__ import annotations
 
@@ -41,8 +44,18 @@ def _state() -> SandboxState:
 
 
 def _body() -> Dict[str, Any]:
-    """The JSON object sent, or a 400 that says what to send."""
-    payload = request.get_json(force=True, silent=True)
+    """The JSON object sent, or a 415/400 that says what to send.
+
+    Only ``Content-Type: application/json`` (or ``+json``) is read: a web page
+    can POST ``text/plain`` or a form cross-site without a CORS preflight, and
+    the sandbox must not seed or sign events for it with the app's secret.
+    """
+    if not request.is_json:
+        sent = repr(request.mimetype[:100]) if request.mimetype else "no Content-Type"
+        raise SandboxError(415, "UnsupportedMediaType",
+                           f"{request.method} {request.path} takes a JSON object body with Content-Type: "
+                           f"application/json, not {sent}; send it as JSON (e.g. requests' json=...)")
+    payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise bad_request(f"{request.method} {request.path} takes a JSON object body")
     return payload

@@ -11,7 +11,8 @@ idempotency code can be tested::
      "burst_429": 3}                  # the next 3 API requests answer 429, then normal
 
 * ``500``/``502``/``503``/``429`` answer HAVN-style JSON *before* the app runs
-  (nothing is stored).
+  (nothing is stored), with ``X-RateLimit-*`` headers like every HAVN answer:
+  a 429 with Remaining 0, the others with requests left (so Reset is no wait).
 * ``drop`` runs the app (HAVN stored the request), then closes the connection
   without any answer. Under werkzeug's server the socket is shut down and
   :class:`ConnectionDropped` (a ``ConnectionError``, which werkzeug treats as a
@@ -34,6 +35,8 @@ import threading
 import time
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from .ratelimit import WINDOW_SECONDS
 
 __all__ = [
     "FaultInjector",
@@ -141,9 +144,9 @@ class FaultInjector:
     """WSGI middleware that injects failures into requests under ``/api/``.
 
     ``sleep`` waits for latency and hangs (default: an interruptible wait that
-    :meth:`clear`, :meth:`configure` and :meth:`close` cut short); ``clock`` gives epoch seconds for the 429
+    :meth:`clear`, :meth:`configure` and :meth:`close` cut short); ``clock`` gives epoch seconds for the
     ``X-RateLimit-Reset``; ``rate_limit`` is the ``X-RateLimit-Limit`` shown on
-    an injected 429.
+    every injected answer.
     """
 
     def __init__(
@@ -284,14 +287,28 @@ class FaultInjector:
             ("Content-Length", str(len(body))),
             ("X-Request-Id", "req_" + uuid.uuid4().hex),
         ]
-        if code == "429":
-            headers += [
-                ("X-RateLimit-Limit", str(self.rate_limit)),
-                ("X-RateLimit-Remaining", "0"),
-                ("X-RateLimit-Reset", str(int(self.clock()) + 3)),
-            ]
+        headers += self._rate_limit_headers(code)
         start_response(status, headers)
         return [body]
+
+    def _rate_limit_headers(self, code: str) -> List[Tuple[str, str]]:
+        """``X-RateLimit-*`` for an injected answer: HAVN sends them on every answer.
+
+        A 429 says the window is spent (Remaining 0, Reset in 3 s); a 5xx/504
+        says this request was the window's first (Remaining ``rate_limit - 1``,
+        Reset at the end of the current 60-second window, aligned like the
+        sandbox's limiter), so a client must not read Reset as a wait.
+        """
+        now = self.clock()
+        if code == "429":
+            remaining, reset = 0, int(now) + 3
+        else:
+            remaining, reset = max(0, self.rate_limit - 1), (int(now // WINDOW_SECONDS) + 1) * WINDOW_SECONDS
+        return [
+            ("X-RateLimit-Limit", str(self.rate_limit)),
+            ("X-RateLimit-Remaining", str(remaining)),
+            ("X-RateLimit-Reset", str(reset)),
+        ]
 
     def _drop(self, environ: Dict[str, Any]) -> List[bytes]:
         """Run the app to completion, then vanish without answering."""

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from sqlalchemy import select
 
-from ..currency import to_usd_cents
+from ..currency import MAX_ORIGINAL_AMOUNT, parse_rate, rate_text, to_usd_cents
 from ..errors import HAVNValidationError
 from ..rules import (
     CUSTOMER_TYPES,
@@ -134,13 +134,22 @@ def _parse(payload: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def _whole(value: Any, field: str) -> int:
+    """A client-converted payment's original amount: whole minor units, 1 … 10**15.
+
+    HAVN's 1e9 cap applies to the USD cents it is sent, not to the original
+    (2,000,000,000 rupiah is about 1,266 USD).
+    """
     if isinstance(value, bool):
         raise HAVNValidationError(field, "must be a whole number of minor units")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 16:
         value = int(value.strip())
-    return check_amount(value, field)
+    if isinstance(value, int) and not 0 < value <= MAX_ORIGINAL_AMOUNT:
+        raise HAVNValidationError(field, f"must be from 1 to {MAX_ORIGINAL_AMOUNT} minor units")
+    if not isinstance(value, int):
+        raise HAVNValidationError(field, "must be a whole number of minor units")
+    return value
 
 
 def _submitted_rate(value: Any) -> Optional[str]:
@@ -149,10 +158,8 @@ def _submitted_rate(value: Any) -> Optional[str]:
     if isinstance(value, bool):
         raise HAVNValidationError("custom_fields.exchange_rate", "must be a decimal number")
     text = repr(value) if isinstance(value, float) else str(value).strip()
-    try:
-        return format(Decimal(text), "f")
-    except InvalidOperation:
-        raise HAVNValidationError("custom_fields.exchange_rate", f"{text!r} is not a decimal number") from None
+    # parse_rate bounds the rate (1e-12 … 1e9, ≤ 20 digits), so echoing it never builds a huge string.
+    return rate_text(parse_rate(text, field="custom_fields.exchange_rate"))
 
 
 def _client_audit(custom_fields: Optional[Mapping[str, Any]]) -> Optional[Tuple[str, int, Optional[str]]]:

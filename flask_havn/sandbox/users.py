@@ -9,7 +9,14 @@ Meaning of the fields (the contract leaves some open; these are the sandbox's ch
   ``upline_code``'s associate when given, else ``referral_code``'s.
 * ``create_associate`` defaults to true for a single sync. In a bulk sync, when
   neither the user nor the shared fields set it, it is false if a referral code
-  applies (team members are linked, not given associates) and true otherwise.
+  applies (team members are linked, not given associates). When none applies,
+  only the **first** successful user gets an associate and every later such
+  user is linked to its code (USER_SYNC_WEBHOOK.md's reading of "auto", contract
+  §3.5). More generally the answer's top-level ``referral_code`` is the first
+  successful user's code, and it is what later users of the same request are
+  linked to when they name no code and leave ``create_associate`` unset — the
+  same code a client passes as the next batch's shared ``referral_code``. So
+  one request of N users and the same users split into batches end identical.
 * A user who already has an associate keeps it: a re-sync returns the same code.
 * ``is_owner`` gives role ``owner`` (else ``partner``) to the user and their associate.
 """
@@ -262,11 +269,15 @@ def _sync_bulk(ctx: Ctx, payload: Mapping[str, Any]) -> Dict[str, Any]:
 
     results: List[Dict[str, Any]] = []
     errors: List[Dict[str, Any]] = []
+    anchor: Optional[str] = None  # the answer's top-level referral_code, once a user has one
     for index, item in enumerate(users):
         merged = dict(item)
         for key in _SHARED:
             if merged.get(key) is None and shared[key] is not None:
                 merged[key] = shared[key]
+        if merged.get("referral_code") is None and merged.get("create_associate") is None and anchor is not None:
+            # Batch-invariant: a later batch gets this code as its shared referral_code, so link to it here too.
+            merged["referral_code"] = anchor
         create_default = merged.get("referral_code") is None
         savepoint = ctx.session.begin_nested()
         try:
@@ -277,17 +288,18 @@ def _sync_bulk(ctx: Ctx, payload: Mapping[str, Any]) -> Dict[str, Any]:
             result = _sync_one(ctx, fields, create_default=create_default)
             savepoint.commit()
             results.append(result)
+            if anchor is None and result["referral_code"]:
+                anchor = result["referral_code"]
         except SandboxError as exc:
             savepoint.rollback()
             email = item.get("email")
             errors.append({"index": index, "email": email if isinstance(email, str) else None, "error": exc.message})
-    first_code = next((r["referral_code"] for r in results if r["referral_code"]), None)
     return {
         "success": bool(results),
         "message": "Bulk sync completed" if results else "Bulk sync failed: no user could be synced (see errors)",
         "results": results,
         "summary": {"total": len(users), "success": len(results), "errors": len(errors), "failed": len(errors)},
-        "referral_code": first_code,
+        "referral_code": anchor,
         "errors": errors,
     }
 
