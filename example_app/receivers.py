@@ -23,9 +23,7 @@ __all__ = ["connect_receivers", "record_commissions", "record_conversion_failure
 
 
 def _already_recorded(event_id: str) -> bool:
-    found = db.session.execute(
-        sa.select(ActivityItem.id).where(ActivityItem.event_id == event_id).limit(1)
-    ).first()
+    found = db.session.scalar(sa.select(ActivityItem.id).where(ActivityItem.event_id == event_id).limit(1))
     return found is not None
 
 

@@ -6,13 +6,13 @@ from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Tuple
 
 from sqlalchemy import select
 
-from ..currency import SUPPORTED_CURRENCIES, parse_rate, to_usd_cents
+from ..currency import SUPPORTED_CURRENCIES, parse_rate, rate_text, to_usd_cents
 from ..errors import HAVNValidationError
 from ..rules import check_bool, check_email, check_text, optional_code
 from .context import Ctx
 from .errors import bad_request, from_validation, not_found, unprocessable
 from .store import AssociateRow, CommissionRow, LoginTokenRow, TransactionRow, UserRow, VoucherRow
-from .transactions import CONVERSION_MISMATCH, commission_shares, rate_text
+from .transactions import CONVERSION_MISMATCH, commission_shares
 from .users import associate_dict, create_associate, find_associate, find_user, user_dict
 from .vouchers import create_voucher, voucher_dict
 

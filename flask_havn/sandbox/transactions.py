@@ -51,7 +51,7 @@ from .store import AssociateRow, CommissionRow, TransactionRow
 from .users import find_associate, get_associate
 from .vouchers import check_promo, find_voucher
 
-__all__ = ["record_transaction", "commission_shares", "rate_text", "request_hash", "customer_type_for"]
+__all__ = ["record_transaction", "commission_shares", "request_hash", "customer_type_for"]
 
 _ACQUISITION = ("REFERRAL", "REFERRAL_VOUCHER")
 _AUDIT_KEYS = ("original_currency", "original_amount", "exchange_rate")
@@ -61,11 +61,6 @@ CONVERSION_MISMATCH = "converted amount does not match server conversion"
 def request_hash(payload: Mapping[str, Any]) -> str:
     """SHA-256 of the payload's canonical JSON: what "the same request" means."""
     return hashlib.sha256(canonical_json(payload)).hexdigest()
-
-
-def rate_text(rate: Decimal) -> str:
-    """A rate as a plain decimal string (``"0.0000633"``, never ``"6.33E-5"``)."""
-    return format(rate, "f")
 
 
 def commission_shares(amount_usd: int, levels: Tuple[Decimal, ...]) -> List[int]:
