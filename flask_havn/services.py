@@ -128,6 +128,20 @@ def _commit(session: Any) -> None:
         raise
 
 
+def _get_row(model_name: str, value: Any, how_to_create: str) -> Any:
+    """``value`` itself when it is a row of ``model_name``, else the row with that id (or a field error)."""
+    state = current_state()
+    model = getattr(state.models, model_name)
+    if isinstance(value, model):
+        return value
+    field = f"{model_name.lower()}_id"
+    row_id = _check_id(value, field)
+    row = state.db.session.get(model, row_id) if row_id <= _MAX_ID else None
+    if row is None:
+        raise HAVNValidationError(field, f"no {model_name.lower()} with id {row_id}; {how_to_create}")
+    return row
+
+
 class HAVNServices:
     """Service methods mixed into :class:`flask_havn.HAVN` (``havn.create_project(…)``…)."""
 
@@ -135,29 +149,11 @@ class HAVNServices:
 
     def get_project(self, project: Any) -> Any:
         """The Project row for an instance or an id; unknown id → :class:`HAVNValidationError`."""
-        state = current_state()
-        Project = state.models.Project
-        if isinstance(project, Project):
-            return project
-        project_id = _check_id(project, "project_id")
-        row = state.db.session.get(Project, project_id) if project_id <= _MAX_ID else None
-        if row is None:
-            raise HAVNValidationError("project_id", f"no project with id {project_id}; create it first with "
-                                      "havn.create_project() or POST /projects")
-        return row
+        return _get_row("Project", project, "create it first with havn.create_project() or POST /projects")
 
     def get_payment(self, payment: Any) -> Any:
         """The Payment row for an instance or an id; unknown id → :class:`HAVNValidationError`."""
-        state = current_state()
-        Payment = state.models.Payment
-        if isinstance(payment, Payment):
-            return payment
-        payment_id = _check_id(payment, "payment_id")
-        row = state.db.session.get(Payment, payment_id) if payment_id <= _MAX_ID else None
-        if row is None:
-            raise HAVNValidationError("payment_id", f"no payment with id {payment_id}; record it first with "
-                                      "havn.record_payment() or POST /payments")
-        return row
+        return _get_row("Payment", payment, "record it first with havn.record_payment() or POST /payments")
 
     # -- projects ----------------------------------------------------------
 

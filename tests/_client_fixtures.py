@@ -113,17 +113,19 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def _loopback_options(httpserver: HTTPServer, clock: FakeClock) -> Dict[str, Any]:
+    """Credentials, the loopback URL, the fake clock and no jitter: what both factories start from."""
+    return dict(api_key=API_KEY, webhook_secret=SECRET, base_url=httpserver.url_for("/"),
+                sleep=clock.sleep, clock=clock, jitter=lambda: 0.0, timeout=5)
+
+
 @pytest.fixture
 def make_transport(httpserver: HTTPServer, clock: FakeClock) -> Iterator[Callable[..., Transport]]:
     """Factory of transports pointed at the loopback server, closed at teardown."""
     made: List[Transport] = []
 
     def factory(**options: Any) -> Transport:
-        kw: Dict[str, Any] = dict(
-            api_key=API_KEY, webhook_secret=SECRET, base_url=httpserver.url_for("/"),
-            sleep=clock.sleep, clock=clock, jitter=lambda: 0.0, timeout=5,
-        )
-        kw.update(options)
+        kw = {**_loopback_options(httpserver, clock), **options}
         transport = Transport(**kw)
         made.append(transport)
         return transport
@@ -139,11 +141,7 @@ def make_client(httpserver: HTTPServer, clock: FakeClock) -> Iterator[Callable[.
     made: List[HAVNClient] = []
 
     def factory(**options: Any) -> HAVNClient:
-        kw: Dict[str, Any] = dict(
-            api_key=API_KEY, webhook_secret=SECRET, base_url=httpserver.url_for("/"),
-            sleep=clock.sleep, clock=clock, jitter=lambda: 0.0, timeout=5,
-        )
-        kw.update(options)
+        kw = {**_loopback_options(httpserver, clock), **options}
         client = HAVNClient(**kw)
         made.append(client)
         return client
