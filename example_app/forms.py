@@ -18,7 +18,7 @@ MAX_TEAM_ROWS = 2000
 
 def field_errors(exc: HAVNValidationError, aliases: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Every field → message of a validation error (services report all fields in ``.errors``)."""
-    raw = getattr(exc, "errors", None) or {exc.field: exc.reason}
+    raw = exc.errors or {exc.field: exc.reason}
     names = aliases or {}
     return {names.get(field, field): message for field, message in raw.items()}
 

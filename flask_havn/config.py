@@ -1,21 +1,29 @@
 """Every ``HAVN_*`` configuration key of the extension, with its default.
 
-Keys are read once, at ``init_app``: ``app.config`` wins, then the process
-environment (``HAVN_API_KEY=… flask run`` works), then the constructor's
-options, then the defaults below. Later changes to ``app.config`` are not seen.
+Keys are read once, at ``init_app``, in one precedence where what the host
+wrote in code wins over the shell: ``app.config`` first, then the options
+passed to ``HAVN(…)`` / ``init_app(…)``, then the process environment
+(``HAVN_API_KEY=… flask run`` works), then the defaults below. Every value is
+checked for type and range there (``HAVN_MAX_RETRIES = 2.5`` or
+``HAVN_BULK_MAX_SIZE = 100`` is a :class:`HAVNConfigError` at start-up, not a
+surprise later), and an ``app.config`` key that starts with ``HAVN_`` but is
+not one of ours (a typo) gets a :class:`HAVNConfigWarning`. Later changes to
+``app.config`` are not seen.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from .client import MAX_BULK_SIZE
 from .currency import parse_rate_table
 from .errors import HAVNConfigError
 
-__all__ = ["HAVNConfig", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
+__all__ = ["HAVNConfig", "HAVNConfigWarning", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
 
 #: Development credentials of the embedded sandbox (public on purpose: never use them for real).
 SANDBOX_API_KEY = "sandbox-api-key"
@@ -35,32 +43,40 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a boolean")
 
 
-def _positive_int(value: Any) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
+class HAVNConfigWarning(UserWarning):
+    """A ``HAVN_*`` setting looks wrong but does not stop the app (e.g. an unknown key: a typo?)."""
 
 
-def _non_negative_int(value: Any) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be 0 or more")
-    return number
+def _strict_int(value: Any) -> int:
+    """An integer, or a string of one: ``2.5``, ``"2.5"``, ``True`` are refused, not truncated."""
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    raise ValueError("must be a whole number")
 
 
-def _positive_float(value: Any) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError("must be greater than 0")
-    return number
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        number = _strict_int(value)
+        if not low <= number <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return number
+    return parse
 
 
-def _non_negative_float(value: Any) -> float:
-    number = float(value)
-    if not number >= 0:
-        raise ValueError("must be 0 or more")
-    return number
+def _float_range(low: float, high: float, *, low_open: bool = False) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a boolean")
+        number = float(value)
+        if not (low < number if low_open else low <= number) or not number <= high:
+            raise ValueError(f"must be {'more than' if low_open else 'from'} {low:g} {'and at most' if low_open else 'to'} "
+                             f"{high:g}")
+        return number
+    return parse
 
 
 def _optional_str(value: Any) -> Optional[str]:
@@ -157,7 +173,7 @@ class HAVNConfig:
         cls, config: Mapping[str, Any], options: Optional[Mapping[str, Any]] = None,
         environ: Optional[Mapping[str, str]] = None,
     ) -> "HAVNConfig":
-        """Resolve every key from ``config``, then ``environ``, then ``options``, then defaults."""
+        """Resolve every key from ``config``, then ``options``, then ``environ``, then the defaults."""
         env = os.environ if environ is None else environ
         opts = dict(options or {})
         values: Dict[str, Any] = {}
@@ -165,10 +181,10 @@ class HAVNConfig:
             key = "HAVN_" + f.name.upper()
             if key in config:
                 raw = config[key]
+            elif f.name in opts:
+                raw = opts[f.name]
             elif key in env:
                 raw = env[key]
-            elif f.name in opts:
-                raw = opts.pop(f.name)
             else:
                 continue
             opts.pop(f.name, None)
@@ -179,6 +195,7 @@ class HAVNConfig:
                 raise HAVNConfigError(f"{key} = {shown} is invalid ({exc}); fix it in app.config or the environment") from None
         if opts:
             raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; see the configuration table in the README")
+        _warn_unknown_keys(config)
         return cls(**values)
 
     @property
@@ -205,22 +222,22 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "api_key": _optional_str,
     "webhook_secret": _optional_str,
     "base_url": _url,
-    "timeout": _positive_float,
-    "max_retries": _non_negative_int,
-    "backoff_factor": _non_negative_float,
+    "timeout": _float_range(0.0, 3600.0, low_open=True),
+    "max_retries": _int_range(0, 10),
+    "backoff_factor": _float_range(0.0, 60.0),
     "test_mode": _bool,
     "payment_gateway": lambda v: str(v).strip().upper(),
-    "bulk_max_size": _positive_int,
+    "bulk_max_size": _int_range(1, MAX_BULK_SIZE),
     "url_prefix": _prefix,
     "sandbox": _bool,
     "delivery": _choice("inline", "worker"),
-    "delivery_max_attempts": _positive_int,
-    "delivery_backoff": _non_negative_float,
-    "delivery_max_backoff": _non_negative_float,
+    "delivery_max_attempts": _int_range(1, 1000),
+    "delivery_backoff": _float_range(0.0, 30 * 86400.0),
+    "delivery_max_backoff": _float_range(0.0, 30 * 86400.0),
     "webhook_path": _prefix,
     "webhook_secrets": _secrets,
-    "webhook_tolerance": _positive_int,
-    "webhook_max_bytes": _positive_int,
+    "webhook_tolerance": _int_range(1, 86400),
+    "webhook_max_bytes": _int_range(1024, 64 * 1024 * 1024),
     "currency_conversion": _choice("server", "client"),
     "exchange_rates": _rate_table,
 }
@@ -232,3 +249,17 @@ def _default(f: Any) -> Any:
 
 
 DEFAULTS: Dict[str, Any] = {"HAVN_" + f.name.upper(): _default(f) for f in fields(HAVNConfig)}
+
+
+#: ``HAVN_*`` keys that belong to others: the embedded sandbox's own settings, and the test suite's.
+_FOREIGN_PREFIXES = ("HAVN_SANDBOX_", "HAVN_TEST_")
+
+
+def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
+    """Warn once per ``app.config`` key that looks like ours but is not (a typo keeps its default)."""
+    known = set(DEFAULTS)
+    for key in config:
+        if (isinstance(key, str) and key.startswith("HAVN_") and key not in known
+                and not key.startswith(_FOREIGN_PREFIXES)):
+            warnings.warn(f"app.config[{key!r}] is not a flask_havn setting and is ignored; check the spelling "
+                          "against the configuration table in the README", HAVNConfigWarning, stacklevel=4)

@@ -6,6 +6,7 @@ Every error has ``.message`` (what went wrong and what to do) and
     HAVNError
     ├── HAVNConfigError          the extension or client is set up wrongly
     ├── HAVNValidationError      a value broke a payload rule; nothing was sent
+    │   └── HAVNRecordNotFoundError  no local project/payment with that id (404)
     ├── HAVNNetworkError         no answer: connection failed or timed out
     ├── HAVNAPIError             HAVN answered with an error status
     │   ├── HAVNAuthError        401: wrong API key or webhook secret
@@ -19,12 +20,13 @@ webhook secret.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 __all__ = [
     "HAVNError",
     "HAVNConfigError",
     "HAVNValidationError",
+    "HAVNRecordNotFoundError",
     "HAVNNetworkError",
     "HAVNAPIError",
     "HAVNAuthError",
@@ -57,15 +59,24 @@ class HAVNConfigError(HAVNError):
 class HAVNValidationError(HAVNError, ValueError):
     """A value breaks a HAVN payload rule; raised before any request is sent.
 
-    ``.field`` names the offending field (``"amount"``, ``"users[3].email"``…).
+    ``.field`` names the offending field (``"amount"``, ``"users[3].email"``…),
+    ``.reason`` says what is wrong with it, and ``.errors`` maps every offending
+    field to its reason when several were wrong at once (``None`` otherwise).
     """
 
     status_code = 400
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, errors: Optional[Dict[str, str]] = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = message
+        self.errors = errors
+
+
+class HAVNRecordNotFoundError(HAVNValidationError):
+    """No local project or payment has the id the caller passed (the routes answer 404)."""
+
+    status_code = 404
 
 
 class HAVNNetworkError(HAVNError):

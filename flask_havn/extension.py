@@ -7,81 +7,47 @@ about an app; everything per app lives in ``app.extensions["havn"]`` (a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import requests
-
-from flask import Flask, current_app, g
+from flask import Flask, g
 from werkzeug.local import LocalProxy
 
 from .client import HAVNClient
 from .config import SANDBOX_API_KEY, SANDBOX_BASE_URL, SANDBOX_WEBHOOK_SECRET, HAVNConfig
-from .currency import RateProvider, resolve_rate
+from .currency import RateProvider
 from .errors import HAVNConfigError
 from .models import Models, build_models
-from .services import HAVNServices
+from .state import EXTENSION_KEY, Callbacks, HAVNState, get_state
 from .transport import Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
+    from .outbox import Outbox
+    from .payments import Payments
+    from .projects import Projects
+    from .results import BulkSyncResult
+
 __all__ = ["HAVN", "HAVNState", "current_havn", "get_state"]
 
-_EXTENSION_KEY = "havn"
 _CLIENT_KEY = "_havn_client"
 #: Where the embedded sandbox reaches the host app in-process (never resolved by DNS).
 _HOST_URL = "http://havn-host.invalid"
 
 
-@dataclass
-class HAVNState:
-    """Everything flask_havn keeps for one app (``app.extensions["havn"]``)."""
-
-    config: HAVNConfig
-    transport: Transport = field(repr=False)
-    db: Optional["SQLAlchemy"] = field(default=None, repr=False)
-    #: The embedded sandbox app when ``HAVN_SANDBOX`` is on, else ``None``.
-    sandbox_app: Optional[Flask] = field(default=None, repr=False)
-    #: The models on ``db`` (``None`` when the extension runs client-only).
-    models: Optional[Models] = field(default=None, repr=False)
-    #: The extension object that registered this app (holds the ``authorize`` callback).
-    extension: Optional["HAVN"] = field(default=None, repr=False)
-    #: The session the embedded sandbox delivers its events through (to this app, in-process).
-    sandbox_delivery_session: Optional[requests.Session] = field(default=None, repr=False)
-
-    def close(self) -> None:
-        """Close the pooled connections (and the embedded sandbox); for tests and shutdown."""
-        self.transport.close()
-        if self.sandbox_app is not None:
-            self.sandbox_app.extensions["havn_sandbox"].close()
-        if self.sandbox_delivery_session is not None:
-            self.sandbox_delivery_session.close()
-
-    def resolve_rate(self, currency: str) -> Tuple[Decimal, str]:
-        """``(rate, source)`` for a client-side conversion: ``@havn.rate_provider`` first, then
-        ``HAVN_EXCHANGE_RATES`` (see :func:`flask_havn.currency.resolve_rate`)."""
-        provider = self.extension._rate_provider if self.extension is not None else None
-        return resolve_rate(currency, provider=provider, table=self.config.exchange_rates)
-
-    def make_client(self) -> HAVNClient:
-        """A client over this app's pooled transport (cheap: no new connections)."""
-        return HAVNClient(
-            transport=self.transport,
-            default_payment_gateway=self.config.payment_gateway,
-            bulk_max_size=self.config.bulk_max_size,
-        )
-
-
-class HAVN(HAVNServices):
+class HAVN:
     """Connects a Flask app to HAVN.
 
     ``havn = HAVN(app, db=db)`` or, with an app factory, ``havn = HAVN()`` then
     ``havn.init_app(app, db=db)``. Every option after ``app`` is keyword-only;
     options are the lower-case names of the ``HAVN_*`` config keys
-    (``api_key=…``, ``test_mode=True``…) and lose to ``app.config`` and to the
-    environment.
+    (``api_key=…``, ``test_mode=True``…). Precedence, highest first:
+    ``app.config``, then these options, then the environment, then the
+    defaults — what the host wrote in code wins over the shell.
+
+    The flows live on three services of the current app, shaped like the
+    client's resources: :attr:`projects`, :attr:`payments` and :attr:`outbox`.
     """
 
     def __init__(self, app: Optional[Flask] = None, *, db: Optional["SQLAlchemy"] = None,
@@ -89,8 +55,7 @@ class HAVN(HAVNServices):
         self._db = db
         self._routes = routes
         self._options = options
-        self._authorize: Optional[Callable[[], bool]] = None
-        self._rate_provider: Optional[RateProvider] = None
+        self._callbacks = Callbacks()
         if app is not None:
             self.init_app(app)
 
@@ -103,13 +68,16 @@ class HAVN(HAVNServices):
 
         ``db`` is the host's Flask-SQLAlchemy instance: with it come the
         ``havn_*`` models, the blueprint and the webhook endpoint; without it
-        the extension is client-only. ``routes=False`` keeps the models but
-        registers no blueprint. Raises :class:`HAVNConfigError` if ``app``
-        already has the extension, if a value is invalid, if credentials are
-        missing while ``HAVN_SANDBOX`` is off, or if routes are asked for
-        without ``db``. Later changes to ``app.config`` are not seen.
+        the extension is client-only. ``routes=False`` keeps the models (and
+        the services) but registers no blueprint and no webhook endpoint.
+        Raises :class:`HAVNConfigError` if ``app`` already has the extension,
+        if a value is invalid or out of range, if credentials are missing while
+        ``HAVN_SANDBOX`` is off, or if routes are asked for without ``db``;
+        warns (:class:`~flask_havn.config.HAVNConfigWarning`) on an unknown
+        ``HAVN_*`` key in ``app.config``. Later changes to ``app.config`` are
+        not seen.
         """
-        if _EXTENSION_KEY in app.extensions:
+        if EXTENSION_KEY in app.extensions:
             raise HAVNConfigError(
                 "A HAVN extension is already registered on this app. Call init_app once per app; "
                 "to change settings, create a new app (app factories make this easy)."
@@ -146,9 +114,9 @@ class HAVN(HAVNServices):
             transport.mount(SANDBOX_BASE_URL, WSGIAdapter(sandbox_app))
         state = HAVNState(
             config=config, transport=transport, db=db, sandbox_app=sandbox_app,
-            models=build_models(db) if db is not None else None, extension=self,
+            models=build_models(db) if db is not None else None, callbacks=self._callbacks,
         )
-        app.extensions[_EXTENSION_KEY] = state
+        app.extensions[EXTENSION_KEY] = state
         app.teardown_appcontext(_release_client)
         if with_routes:
             from .views import register_routes
@@ -164,6 +132,8 @@ class HAVN(HAVNServices):
         if "havn" not in app.cli.commands:
             app.cli.add_command(havn_cli)
 
+    # -- per-app objects -----------------------------------------------------
+
     @property
     def client(self) -> HAVNClient:
         """The HAVN client of the current app context (created on first use, kept on ``g``)."""
@@ -177,19 +147,33 @@ class HAVN(HAVNServices):
     @property
     def models(self) -> Models:
         """The current app's models (``havn.models.Payment``…); needs ``db`` at ``init_app``."""
-        models = get_state().models
-        if models is None:
-            raise HAVNConfigError("flask_havn runs client-only on this app: pass db=your SQLAlchemy() to init_app "
-                                  "to get the havn_* models.")
-        return models
+        return get_state().require_db().models  # type: ignore[return-value]
+
+    @property
+    def projects(self) -> "Projects":
+        """The current app's :class:`~flask_havn.projects.Projects` service (needs ``db``)."""
+        return get_state().projects
+
+    @property
+    def payments(self) -> "Payments":
+        """The current app's :class:`~flask_havn.payments.Payments` service (needs ``db``)."""
+        return get_state().payments
+
+    @property
+    def outbox(self) -> "Outbox":
+        """The current app's :class:`~flask_havn.outbox.Outbox` (delivery) service (needs ``db``)."""
+        return get_state().outbox
+
+    # -- callbacks -------------------------------------------------------------
 
     def authorize(self, callback: Callable[[], bool]) -> Callable[[], bool]:
         """Register the function that allows a request to the HAVN routes (decorator).
 
         Until one is registered every route answers 403: they manage money.
         The callback runs inside the request and returns ``True`` to allow it.
+        One per extension object; it applies to every app the object serves.
         """
-        self._authorize = callback
+        self._callbacks.authorize = callback
         return callback
 
     def rate_provider(self, callback: RateProvider) -> RateProvider:
@@ -206,20 +190,50 @@ class HAVN(HAVNServices):
         """
         if not callable(callback):
             raise HAVNConfigError("havn.rate_provider needs a function callback(currency) -> (rate, source) or None")
-        self._rate_provider = callback
+        self._callbacks.rate_provider = callback
         return callback
 
+    # -- the 0.1 names, kept: each is one call of a service ----------------------
 
-def get_state(app: Optional[Flask] = None) -> HAVNState:
-    """The :class:`HAVNState` of ``app`` (default: the current app)."""
-    target = current_app if app is None else app
-    try:
-        return target.extensions[_EXTENSION_KEY]
-    except KeyError:
-        raise HAVNConfigError(
-            "The current Flask app is not registered with the HAVN extension. Did you forget to call "
-            "HAVN(app) or havn.init_app(app)?"
-        ) from None
+    def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> Any:
+        """``havn.projects.create(…)``."""
+        return self.projects.create(name, upline_referral_code)
+
+    def get_project(self, project: Any) -> Any:
+        """``havn.projects.get(…)``."""
+        return self.projects.get(project)
+
+    def downline_projects(self, project: Any) -> List[Any]:
+        """``havn.projects.downline(…)``."""
+        return self.projects.downline(project)
+
+    def sync_owner(self, project: Any, email: str, name: str) -> Any:
+        """``havn.projects.sync_owner(…)``."""
+        return self.projects.sync_owner(project, email, name)
+
+    def sync_members(self, project: Any, users: Sequence[Mapping[str, Any]], **kwargs: Any) -> "BulkSyncResult":
+        """``havn.projects.sync_members(…)``."""
+        return self.projects.sync_members(project, users, **kwargs)
+
+    def record_payment(self, project: Any, amount: int, currency: str = "USD", **fields: Any) -> Any:
+        """``havn.payments.record(…)``."""
+        return self.payments.record(project, amount, currency, **fields)
+
+    def get_payment(self, payment: Any) -> Any:
+        """``havn.payments.get(…)``."""
+        return self.payments.get(payment)
+
+    def complete_payment(self, payment: Any) -> Any:
+        """``havn.payments.complete(…)``."""
+        return self.payments.complete(payment)
+
+    def retry_payment(self, payment: Any) -> Any:
+        """``havn.payments.retry(…)``."""
+        return self.payments.retry(payment)
+
+    def deliver_payment(self, payment: Any) -> Any:
+        """``havn.outbox.deliver(…)``."""
+        return self.outbox.deliver(payment)
 
 
 def _current_client() -> HAVNClient:
@@ -261,6 +275,8 @@ def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook
 
 def _deliver_sandbox_events_in_process(app: Flask, state: HAVNState) -> None:
     """Let the embedded sandbox POST its events to this app's webhook endpoint, without a socket."""
+    import requests
+
     from .sandbox.adapter import WSGIAdapter
 
     session = requests.Session()

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
-from .currency import SUPPORTED_CURRENCIES, unsupported
+from .currency import MAX_CUSTOM_FIELDS, SUPPORTED_CURRENCIES, unsupported
 from .errors import HAVNValidationError
+
+T = TypeVar("T")
 
 __all__ = [
     "MAX_AMOUNT",
     "MAX_CUSTOM_FIELDS",
+    "MAX_ID",
+    "FieldErrors",
+    "as_int",
+    "check_id",
+    "optional_text",
     "CUSTOMER_TYPES",
     "check_amount",
     "check_email",
@@ -30,8 +37,8 @@ __all__ = [
 
 #: Largest amount HAVN accepts, in raw minor units ("$10M" in cents).
 MAX_AMOUNT = 1_000_000_000
-#: Most entries ``custom_fields`` may hold.
-MAX_CUSTOM_FIELDS = 3
+#: Largest id a 32-bit ``INTEGER`` primary key holds: larger ids cannot exist (and would overflow drivers).
+MAX_ID = 2 ** 31 - 1
 CUSTOMER_TYPES = ("NEW_CUSTOMER", "RECURRING")
 _EMAIL = re.compile(r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$")
 
@@ -120,3 +127,72 @@ def check_country_code(value: Any, field: str = "country_code") -> str:
     if not isinstance(value, str) or len(value) != 2 or not value.isalpha() or not value.isupper():
         raise HAVNValidationError(field, "must be a 2-letter upper-case country code such as ID")
     return value
+
+
+def as_int(value: Any) -> Optional[int]:
+    """``value`` if it is a real integer (not a bool), else ``None``: for tolerant reading of answers."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check_id(value: Any, field: str) -> int:
+    """The integer id of a row: 1 … :data:`MAX_ID` (larger ids cannot exist)."""
+    if as_int(value) is None or not 1 <= value <= MAX_ID:
+        raise HAVNValidationError(field, f"must be the integer id of an existing record (1 to {MAX_ID})")
+    return int(value)
+
+
+def optional_text(value: Any, field: str, max_length: int) -> Optional[str]:
+    """``None`` or blank → ``None``; else a stripped string (an int is taken as its digits) of at most
+    ``max_length`` characters."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise HAVNValidationError(field, "must be a string")
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) > max_length:
+        raise HAVNValidationError(field, f"must be at most {max_length} characters")
+    return text
+
+
+class FieldErrors:
+    """Collects one message per field, so bad input is answered with all of its problems at once.
+
+    ``errors.check(rules.check_email, value, "email")`` returns the checked
+    value or ``None`` (noting the problem); :meth:`raise_if_any` raises one
+    :class:`HAVNValidationError` whose ``errors`` maps every field to its message.
+    """
+
+    def __init__(self) -> None:
+        self.errors: Dict[str, str] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def check(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> Optional[T]:
+        """``function(*args, **kwargs)``, or ``None`` with its field's message noted."""
+        try:
+            return function(*args, **kwargs)
+        except HAVNValidationError as exc:
+            self.add_error(exc)
+            return None
+
+    def add(self, field: str, message: str) -> None:
+        """Note ``message`` for ``field`` (the first message of a field is kept)."""
+        self.errors.setdefault(field, message)
+
+    def add_error(self, exc: HAVNValidationError) -> None:
+        """Note every field of a validation error (its ``errors``, else its one field)."""
+        for field, message in (exc.errors or {exc.field: exc.reason}).items():
+            self.add(field, message)
+
+    def raise_if_any(self) -> None:
+        """Raise the collected problems as one :class:`HAVNValidationError` (nothing if none)."""
+        if not self.errors:
+            return
+        field, message = next(iter(self.errors.items()))
+        more = len(self.errors) - 1
+        if more:
+            message += f" (and {more} more field{'s' if more > 1 else ''}: see .errors)"
+        raise HAVNValidationError(field, message, errors=dict(self.errors))

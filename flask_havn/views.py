@@ -3,11 +3,12 @@
 Routes (under ``HAVN_URL_PREFIX``, default ``/havn``)::
 
     POST /projects                     {"project_name", "upline_referral_code"?}      201
-    GET  /projects                     ?limit=&offset=                                200
+    GET  /projects                     ?limit=&offset=&sync_state=                    200
     GET  /projects/<id>                with members, referral code, downline projects 200
     POST /projects/<id>/sync           {"email", "name"} → the referral code          200
     POST /projects/<id>/members        {"users": [{"email", "name"}]}                 200
-    POST /payments                     see :meth:`HAVNServices.record_payment`        201 (200 if known)
+    POST /payments                     see :meth:`Payments.record`                   201 (200 if known)
+    GET  /payments                     ?limit=&offset=&delivery_state=&project_id=   200
     GET  /payments/<id>                                                               200
     POST /payments/<id>/complete       a pending payment became completed             200
     POST /payments/<id>/retry          put a failed/dead payment back in line         200
@@ -23,13 +24,18 @@ host. The webhook endpoint lives in another blueprint and is not behind
 """
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from .payments import PAYMENT_FIELDS
+from .rules import MAX_ID, FieldErrors
+from .state import get_state
 from .errors import (
+    HAVNRecordNotFoundError,
     HAVNAPIError,
     HAVNAuthError,
     HAVNConfigError,
@@ -56,11 +62,12 @@ _REQUIRED_PAYMENT_FIELDS = (
     ("project_id", "is required: the id of the project the payment belongs to"),
     ("amount_cents", "is required: an integer amount in minor units (e.g. cents)"),
 )
-_PAYMENT_FIELDS = (
-    "project_id", "amount_cents", "currency", "status", "invoice_id", "customer_id", "customer_email",
-    "voucher_code", "transaction_type", "payment_gateway", "payment_gateway_transaction_id", "custom_fields",
-    "subtotal_cents",
-)
+#: Python argument of a service → the JSON field a route calls it (errors name what the caller sent).
+_PROJECT_NAMES = {"name": "project_name", "project": "project_id"}
+_PAYMENT_NAMES = {"amount": "amount_cents", "subtotal": "subtotal_cents", "project": "project_id"}
+#: Every field POST /payments accepts (the keyword ones in the order of :data:`PAYMENT_FIELDS`).
+_PAYMENT_FIELDS = ("project_id", "amount_cents", "currency", "status") + tuple(
+    name for name in PAYMENT_FIELDS if name not in ("status", "subtotal")) + ("subtotal_cents",)
 
 
 def _iso(value: Optional[datetime]) -> Optional[str]:
@@ -124,11 +131,22 @@ def _error(status: int, error: str, message: str, **extra: Any) -> Tuple[Respons
     return jsonify(body), status
 
 
-def _havn() -> Any:
-    """The HAVN extension object of the current app (its services)."""
-    from .delivery import current_state
+def _json_errors(errors: Mapping[str, str], names: Mapping[str, str]) -> Dict[str, str]:
+    """A service's errors keyed by Python argument, renamed to the route's JSON fields."""
+    return {names.get(field, field): message for field, message in errors.items()}
 
-    return current_state().extension
+
+@contextlib.contextmanager
+def _json_fields(names: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise a service's validation error with its fields renamed to the route's JSON fields."""
+    try:
+        yield
+    except HAVNRecordNotFoundError:
+        raise
+    except HAVNValidationError as exc:
+        errors = _json_errors(exc.errors or {exc.field: exc.reason}, names)
+        field = names.get(exc.field, exc.field)
+        raise HAVNValidationError(field, errors[field], errors=errors if exc.errors else None) from None
 
 
 def _json_body() -> Dict[str, Any]:
@@ -141,35 +159,27 @@ def _json_body() -> Dict[str, Any]:
 def _only(data: Mapping[str, Any], allowed: Tuple[str, ...]) -> None:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        exc = HAVNValidationError(unknown[0], f"is not accepted here; send only {', '.join(allowed)}")
-        exc.errors = {name: "is not accepted here" for name in unknown}  # type: ignore[attr-defined]
-        raise exc
+        raise HAVNValidationError(unknown[0], f"is not accepted here; send only {', '.join(allowed)}",
+                                  errors={name: "is not accepted here" for name in unknown})
+
+
+def _prefix() -> str:
+    return get_state().config.url_prefix
 
 
 def _not_found(kind: str, ident: int) -> Tuple[Response, int]:
     return _error(404, "not_found", f"no {kind} with id {ident}; list them with GET {_prefix()}/{kind}s")
 
 
-def _prefix() -> str:
-    from .delivery import current_state
-
-    return current_state().config.url_prefix
-
-
-#: Ids beyond a 32-bit INTEGER column cannot exist (and would overflow the database driver).
-_MAX_ID = 2 ** 31 - 1
-
-
-def _project_or_404(project_id: int) -> Any:
-    if not 1 <= project_id <= _MAX_ID:
+def _row_or_none(kind: str, ident: int) -> Any:
+    """The project or payment with id ``ident`` (``None`` if there is none)."""
+    if not 1 <= ident <= MAX_ID:
         return None
-    return current_app.extensions["havn"].db.session.get(_havn().models.Project, project_id)
-
-
-def _payment_or_404(payment_id: int) -> Any:
-    if not 1 <= payment_id <= _MAX_ID:
+    service = get_state().projects if kind == "project" else get_state().payments
+    try:
+        return service.get(ident)
+    except HAVNRecordNotFoundError:
         return None
-    return current_app.extensions["havn"].db.session.get(_havn().models.Payment, payment_id)
 
 
 def _int_arg(name: str, default: int, maximum: int) -> int:
@@ -185,56 +195,61 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
     return value
 
 
+def _page() -> Tuple[int, int]:
+    """``(limit, offset)`` of a list route."""
+    return _int_arg("limit", 100, 500), _int_arg("offset", 0, 10 ** 9)
+
+
 # -- views -----------------------------------------------------------------
 
 def create_project() -> Tuple[Response, int]:
     """``POST /projects``: create a project (201)."""
     data = _json_body()
     _only(data, ("project_name", "upline_referral_code"))
-    project = _havn().create_project(data.get("project_name"), data.get("upline_referral_code"))
+    with _json_fields(_PROJECT_NAMES):
+        project = get_state().projects.create(data.get("project_name"), data.get("upline_referral_code"))
     return jsonify(project_json(project, detail=True)), 201
 
 
 def list_projects() -> Response:
-    """``GET /projects``: one page of projects, oldest first."""
-    limit = _int_arg("limit", 100, 500)
-    offset = _int_arg("offset", 0, 10 ** 9)
-    Project = _havn().models.Project
-    total = Project.query.count()
-    rows = Project.query.order_by(Project.id).offset(offset).limit(limit).all()
+    """``GET /projects``: one page of projects, oldest first (``?sync_state=`` filters)."""
+    limit, offset = _page()
+    rows, total = get_state().projects.list(sync_state=request.args.get("sync_state"), limit=limit, offset=offset)
     return jsonify({"projects": [project_json(p) for p in rows], "total": total, "limit": limit, "offset": offset})
 
 
 def get_project(project_id: int) -> Any:
     """``GET /projects/<id>``: the project with its members and the projects it referred."""
-    project = _project_or_404(project_id)
+    project = _row_or_none("project", project_id)
     if project is None:
         return _not_found("project", project_id)
-    return jsonify(project_json(project, detail=True, downline=_havn().downline_projects(project)))
+    return jsonify(project_json(project, detail=True, downline=get_state().projects.downline(project)))
 
 
 def sync_project(project_id: int) -> Any:
     """``POST /projects/<id>/sync``: sync the owner; answers the referral code."""
-    project = _project_or_404(project_id)
+    project = _row_or_none("project", project_id)
     if project is None:
         return _not_found("project", project_id)
     data = _json_body()
     _only(data, ("email", "name"))
-    project = _havn().sync_owner(project, data.get("email"), data.get("name"))
+    projects = get_state().projects
+    project = projects.sync_owner(project, data.get("email"), data.get("name"))
     return jsonify({"referral_code": project.referral_code,
-                    "project": project_json(project, detail=True, downline=_havn().downline_projects(project))})
+                    "project": project_json(project, detail=True, downline=projects.downline(project))})
 
 
 def sync_members(project_id: int) -> Any:
     """``POST /projects/<id>/members``: sync the team; summary and per-member errors."""
-    project = _project_or_404(project_id)
+    project = _row_or_none("project", project_id)
     if project is None:
         return _not_found("project", project_id)
     data = _json_body()
     _only(data, ("users",))
     if "users" not in data:
         raise HAVNValidationError("users", "is required: a list of {\"email\", \"name\"} objects")
-    result = _havn().sync_members(project, data["users"])
+    with _json_fields(_PROJECT_NAMES):
+        result = get_state().projects.sync_members(project, data["users"])
     return jsonify({
         "referral_code": project.referral_code,
         "summary": {"total": result.summary.total, "success": result.summary.success,
@@ -245,39 +260,51 @@ def sync_members(project_id: int) -> Any:
     })
 
 
+def _payment_arguments(data: Mapping[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """``POST /payments``' JSON as the arguments of :meth:`Payments.record`."""
+    args = (data.get("project_id"), data.get("amount_cents"), data.get("currency", "USD"))
+    kwargs = {name: data.get(name) for name in _PAYMENT_FIELDS[4:-1]}
+    kwargs.update(subtotal=data.get("subtotal_cents"), status=data.get("status", "completed"))
+    return args, kwargs
+
+
 def record_payment() -> Tuple[Response, int]:
     """``POST /payments``: record (and, inline, deliver) a payment; 201, or 200 if already recorded."""
-    from .services import _Errors
-
     data = _json_body()
     _only(data, _PAYMENT_FIELDS)
-    # Every problem at once: the missing required fields, then what the service finds (a missing
-    # field always gives the service an error too, so nothing is recorded).
-    errors = _Errors()
+    payments = get_state().payments
+    args, kwargs = _payment_arguments(data)
+    # Every problem at once: the missing required fields, then what the service finds.
+    errors = FieldErrors()
     for name, message in _REQUIRED_PAYMENT_FIELDS:
         if name not in data:
             errors.add(name, message)
-    try:
-        payment, created = _havn()._record_payment(
-            data.get("project_id"), data.get("amount_cents"), data.get("currency", "USD"),
-            customer_email=data.get("customer_email"), status=data.get("status", "completed"),
-            invoice_id=data.get("invoice_id"), customer_id=data.get("customer_id"),
-            voucher_code=data.get("voucher_code"), transaction_type=data.get("transaction_type"),
-            payment_gateway=data.get("payment_gateway"),
-            payment_gateway_transaction_id=data.get("payment_gateway_transaction_id"),
-            custom_fields=data.get("custom_fields"), subtotal=data.get("subtotal_cents"),
-        )
-    except HAVNValidationError as exc:
-        for name, message in (getattr(exc, "errors", None) or {exc.field: exc.reason}).items():
-            errors.add(name, message)
-        errors.raise_if_any()
-        raise  # pragma: no cover - a validation error always names a field
+    for name, message in _json_errors(payments.validate(*args, **kwargs), _PAYMENT_NAMES).items():
+        errors.add(name, message)
+    errors.raise_if_any()
+    with _json_fields(_PAYMENT_NAMES):
+        payment, created = payments.record_or_get(*args, **kwargs)
     return jsonify(payment_json(payment)), 201 if created else 200
+
+
+def list_payments() -> Response:
+    """``GET /payments``: one page of payments, newest first (``?delivery_state=``, ``?project_id=``)."""
+    limit, offset = _page()
+    project = request.args.get("project_id")
+    if project is not None:
+        try:
+            project = int(project)
+        except ValueError:
+            raise HAVNValidationError("project_id", "must be the integer id of a project") from None
+    with _json_fields(_PAYMENT_NAMES):
+        rows, total = get_state().payments.list(delivery_state=request.args.get("delivery_state"),
+                                                project=project, limit=limit, offset=offset)
+    return jsonify({"payments": [payment_json(p) for p in rows], "total": total, "limit": limit, "offset": offset})
 
 
 def get_payment(payment_id: int) -> Any:
     """``GET /payments/<id>``: the payment and its HAVN delivery state."""
-    payment = _payment_or_404(payment_id)
+    payment = _row_or_none("payment", payment_id)
     if payment is None:
         return _not_found("payment", payment_id)
     return jsonify(payment_json(payment))
@@ -285,18 +312,18 @@ def get_payment(payment_id: int) -> Any:
 
 def complete_payment(payment_id: int) -> Any:
     """``POST /payments/<id>/complete``: a pending payment was paid; deliver it."""
-    payment = _payment_or_404(payment_id)
+    payment = _row_or_none("payment", payment_id)
     if payment is None:
         return _not_found("payment", payment_id)
-    return jsonify(payment_json(_havn().complete_payment(payment)))
+    return jsonify(payment_json(get_state().payments.complete(payment)))
 
 
 def retry_payment(payment_id: int) -> Any:
     """``POST /payments/<id>/retry``: put a failed or dead payment back in line."""
-    payment = _payment_or_404(payment_id)
+    payment = _row_or_none("payment", payment_id)
     if payment is None:
         return _not_found("payment", payment_id)
-    return jsonify(payment_json(_havn().retry_payment(payment)))
+    return jsonify(payment_json(get_state().payments.retry(payment)))
 
 
 def not_found(rest: str = "") -> Tuple[Response, int]:
@@ -333,8 +360,7 @@ def _authorize() -> Optional[Tuple[Response, int]]:
     """Default deny: 403 unless the host's ``@havn.authorize`` callback returns true."""
     if request.endpoint == f"{BLUEPRINT_NAME}.{_CATCH_ALL}":
         return None  # unknown paths reveal nothing; answer them plainly
-    extension = current_app.extensions["havn"].extension
-    callback = getattr(extension, "_authorize", None)
+    callback = get_state().callbacks.authorize
     if callback is None:
         return _error(403, "forbidden", _FORBIDDEN_UNREGISTERED)
     if not callback():
@@ -344,9 +370,10 @@ def _authorize() -> Optional[Tuple[Response, int]]:
 
 def _handle_havn_error(exc: HAVNError) -> Tuple[Response, int]:
     """Map the error tree to HTTP: the client's fault 4xx, HAVN's or the network's 5xx."""
+    if isinstance(exc, HAVNRecordNotFoundError):
+        return _error(404, "not_found", exc.message)
     if isinstance(exc, HAVNValidationError):
-        errors = getattr(exc, "errors", None) or {exc.field: exc.reason}
-        return _error(400, "validation_error", exc.message, errors=errors)
+        return _error(400, "validation_error", exc.message, errors=exc.errors or {exc.field: exc.reason})
     if isinstance(exc, HAVNConflictError):
         return _error(409, "conflict", exc.message)
     if isinstance(exc, HAVNNotFoundError):
@@ -386,7 +413,7 @@ _ROUTES: Dict[str, Dict[str, Tuple[str, Any]]] = {
     f"/projects/<{_ID}:project_id>": {"GET": ("get_project", get_project)},
     f"/projects/<{_ID}:project_id>/sync": {"POST": ("sync_project", sync_project)},
     f"/projects/<{_ID}:project_id>/members": {"POST": ("sync_members", sync_members)},
-    "/payments": {"POST": ("record_payment", record_payment)},
+    "/payments": {"POST": ("record_payment", record_payment), "GET": ("list_payments", list_payments)},
     f"/payments/<{_ID}:payment_id>": {"GET": ("get_payment", get_payment)},
     f"/payments/<{_ID}:payment_id>/complete": {"POST": ("complete_payment", complete_payment)},
     f"/payments/<{_ID}:payment_id>/retry": {"POST": ("retry_payment", retry_payment)},

@@ -46,7 +46,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import signals
 from .currency import failure_details
-from .errors import WebhookVerificationError
+from .errors import HAVNConfigError, WebhookVerificationError
 from .events import (
     COMMISSION_DISTRIBUTED,
     CONVERSION_FAILED,
@@ -60,6 +60,7 @@ from .events import (
 )
 from .models import utcnow
 from .signing import verify_webhook
+from .state import get_state
 
 __all__ = ["register_webhooks", "WebhookReceiver", "Outcome", "get_receiver", "BLUEPRINT_NAME",
            "RECEIVED_LEASE_SECONDS"]
@@ -68,7 +69,6 @@ log = logging.getLogger("flask_havn.webhooks")
 
 #: Name of the per-app blueprint holding the endpoint (``url_for("havn_webhooks.receive")``).
 BLUEPRINT_NAME = "havn_webhooks"
-_EXTENSION_KEY = "havn_webhooks"
 _CHUNK = 64 * 1024
 #: Longest traceback text kept in ``havn_webhook_events.last_error``.
 _MAX_ERROR_TEXT = 20_000
@@ -99,7 +99,7 @@ class Outcome:
 
 
 class WebhookReceiver:
-    """The webhook endpoint's logic for one app (``app.extensions["havn_webhooks"]``).
+    """The webhook endpoint's logic for one app (``get_state(app).receiver``).
 
     ``clock`` gives epoch seconds for the timestamp tolerance check; tests may
     replace it (``get_receiver(app).clock = lambda: 1_800_000_000``).
@@ -338,12 +338,14 @@ def _receive_view() -> Any:
 
 def get_receiver(app: Optional[Flask] = None) -> WebhookReceiver:
     """The :class:`WebhookReceiver` of ``app`` (default: the current app)."""
-    target = current_app if app is None else app
     try:
-        return target.extensions[_EXTENSION_KEY]
-    except KeyError:
+        receiver = get_state(app).receiver
+    except HAVNConfigError:
+        receiver = None
+    if receiver is None:
         raise LookupError("this app has no HAVN webhook endpoint: pass db= to HAVN(app, db=db) "
-                          "(and keep routes enabled) to get one") from None
+                          "(and keep routes enabled) to get one")
+    return receiver
 
 
 def _exempt_from_csrf(app: Flask, blueprint: Blueprint) -> bool:
@@ -358,8 +360,7 @@ def _exempt_from_csrf(app: Flask, blueprint: Blueprint) -> bool:
 def register_webhooks(app: Flask, state: Any) -> None:
     """Register the webhook endpoint (blueprint ``havn_webhooks``) and its receiver on ``app``."""
     config = state.config
-    receiver = WebhookReceiver(state)
-    app.extensions[_EXTENSION_KEY] = receiver
+    state.receiver = WebhookReceiver(state)
     blueprint = Blueprint(BLUEPRINT_NAME, __name__, url_prefix=config.url_prefix or None)
     blueprint.add_url_rule(config.webhook_path or "/", endpoint="receive", view_func=_receive_view,
                            methods=_ALL_METHODS, provide_automatic_options=False)

@@ -174,7 +174,7 @@ def test_commands_degrade_without_the_extension() -> None:
                  ["havn", "webhooks", "replay", "evt_x"]):
         result = runner.invoke(args=args)
         assert result.exit_code == 1, args
-        assert "HAVN extension is not set up" in result.output
+        assert "not registered with the HAVN extension" in result.output
 
 
 def test_webhooks_on_a_client_only_app(make_host: Any) -> None:

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from flask_havn.config import DEFAULTS, HAVNConfig
+from flask_havn.config import HAVNConfigWarning, DEFAULTS, HAVNConfig
 from flask_havn.errors import HAVNConfigError
 
 
@@ -21,12 +21,44 @@ def test_defaults_match_the_documented_table():
     }
 
 
-def test_app_config_beats_environment_beats_options():
+def test_app_config_beats_options_beats_environment():
     config = HAVNConfig.from_app_config(
         {"HAVN_TIMEOUT": 5}, {"timeout": 7, "max_retries": 9, "test_mode": True},
-        environ={"HAVN_TIMEOUT": "6", "HAVN_MAX_RETRIES": "1", "HAVN_API_KEY": "from-env"},
+        environ={"HAVN_TIMEOUT": "6", "HAVN_MAX_RETRIES": "1", "HAVN_TEST_MODE": "0", "HAVN_API_KEY": "from-env"},
     )
-    assert (config.timeout, config.max_retries, config.test_mode, config.api_key) == (5.0, 1, True, "from-env")
+    assert (config.timeout, config.max_retries, config.test_mode, config.api_key) == (5.0, 9, True, "from-env")
+
+
+def test_an_explicit_option_wins_over_a_stray_environment_variable(make_host, monkeypatch):
+    monkeypatch.setenv("HAVN_TEST_MODE", "0")
+    host = make_host(test_mode=True)
+    with host.app.app_context():
+        assert host.havn.config.test_mode is True
+        assert host.havn.client.transactions  # the client is built with that config
+    assert host.app.extensions["havn"].transport.test_mode is True
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("HAVN_MAX_RETRIES", 2.5, "whole number"), ("HAVN_MAX_RETRIES", "2.5", "whole number"),
+    ("HAVN_MAX_RETRIES", True, "not a boolean"), ("HAVN_MAX_RETRIES", 11, "from 0 to 10"),
+    ("HAVN_BULK_MAX_SIZE", 100, "from 1 to 50"), ("HAVN_DELIVERY_MAX_ATTEMPTS", 0, "from 1 to 1000"),
+    ("HAVN_TIMEOUT", -1, "more than 0"), ("HAVN_WEBHOOK_TOLERANCE", 10 ** 9, "from 1 to 86400"),
+    ("HAVN_DELIVERY_BACKOFF", float("nan"), "from 0"), ("HAVN_DELIVERY", "celery-ish", "choose one of"),
+])
+def test_every_type_and_range_is_checked_at_init_app(make_host, key, value, says):
+    with pytest.raises(HAVNConfigError) as info:
+        make_host({key: value})
+    assert key in info.value.message and says in info.value.message
+
+
+def test_an_unknown_havn_key_in_app_config_warns(make_host):
+    with pytest.warns(HAVNConfigWarning, match="HAVN_MAX_RETRYS"):
+        make_host({"HAVN_MAX_RETRYS": 5})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_host({"HAVN_SANDBOX_SEED": 7, "HAVN_MAX_RETRIES": 2})  # the sandbox's own keys are not ours to judge
 
 
 def test_environment_strings_are_parsed():

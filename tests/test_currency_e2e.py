@@ -16,6 +16,8 @@ import requests
 import sqlalchemy as sa
 
 from flask_havn import HAVNConfigError, HAVNValidationError, delivery, signals
+from flask_havn.outbox.attempt import _record, send
+from flask_havn.state import get_state
 from flask_havn.currency import to_usd_cents
 from flask_havn.sandbox import SandboxServer
 from flask_havn.sandbox.settings import DEFAULT_EXCHANGE_RATES
@@ -197,9 +199,9 @@ def _failing_claimed_payment(make_host: Any) -> Tuple[Any, int, Any]:
     payment_id, _ = _pay(host, b_id, 1_500_000, "IDR")
     with host.app.app_context():
         assert delivery.claim(payment_id, worker_id="w") is True
-        state = delivery.current_state()
+        state = get_state()
         payment = host.db.session.get(host.havn.models.Payment, payment_id)
-        result = delivery._send(state, payment)
+        result = send(state, payment)
         assert result.transaction.status == "FAILED"
     return host, payment_id, result
 
@@ -210,9 +212,9 @@ def test_event_first_then_answer_announces_once(make_host: Any) -> None:
     with record_signals(signals.conversion_failed, signals.transaction_failed) as sent:
         assert _post_event(host, envelope).status_code == 200  # the event overtakes the answer
         with host.app.app_context():
-            state = delivery.current_state()
+            state = get_state()
             payment = host.db.session.get(host.havn.models.Payment, payment_id)
-            payment = delivery._record(state, payment, "w", result, None)
+            payment = _record(state, payment, "w", result, None).payment
             assert (payment.delivery_state, payment.claimed_by) == ("conversion_failed", None)
     assert [s.name for s in sent] == ["havn.conversion-failed", "havn.transaction-failed"]
     assert sent[0].kwargs["event"].id == envelope["id"]
@@ -226,9 +228,9 @@ def test_answer_first_then_event_announces_once(make_host: Any) -> None:
     (envelope,) = _sandbox_events(host)
     with record_signals(signals.conversion_failed, signals.webhook_received) as sent:
         with host.app.app_context():
-            state = delivery.current_state()
+            state = get_state()
             payment = host.db.session.get(host.havn.models.Payment, payment_id)
-            delivery._record(state, payment, "w", result, None)
+            _record(state, payment, "w", result, None).payment
         assert _post_event(host, envelope).status_code == 200
     assert [s.name for s in sent] == ["havn.conversion-failed", "havn.webhook-received"]
     assert sent[0].kwargs["event"] is None and sent[0].kwargs["payment"].id == payment_id
@@ -363,7 +365,7 @@ def test_an_amount_worth_less_than_a_cent_is_refused(make_host: Any) -> None:
     _, _, b_id, _ = synced_chain(host)
     with host.app.app_context(), pytest.raises(HAVNValidationError) as info:
         host.havn.record_payment(b_id, 5, "IDR", customer_email="buyer@example.com")
-    assert info.value.field == "amount_cents" and "is 0 USD cents at 0.0000633 USD per IDR" in info.value.message
+    assert info.value.field == "amount" and "is 0 USD cents at 0.0000633 USD per IDR" in info.value.message
     assert _count_payments(host) == 0
 
 

@@ -13,6 +13,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from flask_havn import delivery
+from flask_havn.outbox.attempt import attempt
+from flask_havn.state import get_state
+from flask_havn.outbox.claims import DuePass
 from flask_havn.sandbox import SandboxServer, create_app
 
 from _projects_helpers import UNLIMITED, TransactionCounter, by_gateway_id, dump, fast_sqlite, http_config, \
@@ -99,9 +102,9 @@ def test_claims_by_id_on_postgresql(make_host: Any, counted: Tuple[SandboxServer
         with host.app.app_context():
             assert delivery.claim(payment_id, worker_id="one") is True
             assert delivery.claim(payment_id, worker_id="two") is False
-            assert delivery.claim_next(worker_id="two") is None
+            assert DuePass(get_state()).claim_next(get_state(), "two") is None
             assert delivery.deliver(payment_id).delivery_state == "sending"  # held by "one"
-            row = delivery._send_and_record(payment_id, "one")
+            row = attempt(get_state(), payment_id, "one").payment
             assert (row.delivery_state, row.attempts, row.claimed_by) == ("sent", 1, None)
     finally:
         with host.app.app_context():

@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Any, List
 
 from flask_havn import delivery, signals
+from flask_havn.outbox.attempt import attempt
+from flask_havn.state import get_state
 
 from _projects_helpers import FAST_RETRY, dump, record_many, sandbox_of, synced_chain
 
@@ -63,7 +65,7 @@ def test_our_answer_is_still_recorded_after_the_event_said_sent(make_host: Any) 
             row = host.db.session.get(host.havn.models.Payment, payment_id)
             row.delivery_state = "sent"  # what the receiver writes when HAVN's event arrives first
             host.db.session.commit()
-            row = delivery._send_and_record(payment_id, "w")
+            row = attempt(get_state(), payment_id, "w").payment
             assert (row.delivery_state, row.claimed_by) == ("sent", None)
             assert row.havn_transaction_id and row.total_commission == row.amount * 5 // 100
     finally:
@@ -88,7 +90,7 @@ def test_a_lost_answer_does_not_undo_the_events_sent(make_host: Any) -> None:
             row = host.db.session.get(host.havn.models.Payment, payment_id)
             row.delivery_state, row.havn_transaction_id = "sent", "txn_from_event"
             host.db.session.commit()
-            row = delivery._send_and_record(payment_id, "w")
+            row = attempt(get_state(), payment_id, "w").payment
             assert (row.delivery_state, row.havn_transaction_id, row.claimed_by) == ("sent", "txn_from_event", None)
             assert delivery.count_due() == 0
     finally:

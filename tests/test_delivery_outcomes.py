@@ -8,6 +8,8 @@ from typing import Any, Dict, List
 import pytest
 
 from flask_havn import delivery, signals
+from flask_havn.outbox.attempt import attempt
+from flask_havn.state import get_state
 from flask_havn.config import HAVNConfig
 from flask_havn.errors import (
     HAVNAPIError,
@@ -107,9 +109,9 @@ def test_an_expired_claim_cannot_overwrite_the_new_owners_result(make_host: Any)
         later = utcnow() + timedelta(hours=1)
         assert delivery.claim(payment_id, worker_id="fast", now=later) is True
         # The slow worker's answer arrives after its lease ran out: it must not be recorded.
-        row = delivery._send_and_record(payment_id, "slow")
+        row = attempt(get_state(), payment_id, "slow").payment
         assert (row.delivery_state, row.claimed_by) == ("sending", "fast")
-        row = delivery._send_and_record(payment_id, "fast")
+        row = attempt(get_state(), payment_id, "fast").payment
         assert (row.delivery_state, row.claimed_by) == ("sent", None)
     # Both sends reached HAVN with the same identity: one transaction.
     assert dump(sandbox_of(host))["counts"]["transactions"] == 1
@@ -259,7 +261,7 @@ def test_unknown_payment_id(make_host: Any) -> None:
     with host.app.app_context():
         with pytest.raises(HAVNValidationError) as info:
             delivery.deliver(404)
-        assert info.value.field == "payment_id"
+        assert info.value.field == "payment"
         with pytest.raises(HAVNValidationError):
             delivery.deliver("1")  # type: ignore[arg-type]
 

@@ -105,7 +105,7 @@ def test_required_payment_fields(make_host: Any) -> None:
         {"project_id": REQUIRED["project_id"]}
     assert client.post("/havn/payments", json={"project_id": 1, **email}).get_json()["errors"] == \
         {"amount_cents": REQUIRED["amount_cents"],
-         "project_id": "no project with id 1; create it first with havn.create_project() or POST /projects"}
+         "project_id": "no project with id 1; create it first with havn.projects.create() or POST /projects"}
     assert _payments(host) == 0
 
 

@@ -20,7 +20,7 @@ bp = Blueprint("payments", __name__)
 #: Delivery states a person can retry from the payments page.
 RETRYABLE = ("failed", "dead")
 #: Service field names → the checkout form's.
-_ALIASES = {"amount_cents": "amount", "project_id": "project_id"}
+_ALIASES = {"project": "project_id"}
 
 
 def _projects() -> Any:

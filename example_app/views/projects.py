@@ -44,7 +44,7 @@ def create() -> Any:
     try:
         project = havn.create_project(form["project_name"], upline_referral_code=form["upline_referral_code"] or None)
     except HAVNValidationError as exc:
-        return _render_index(form, field_errors(exc), 400)
+        return _render_index(form, field_errors(exc, {"name": "project_name"}), 400)
     flash(f"Project {project.name} created. Sync its owner to get its referral code.", "success")
     return redirect(url_for(".show", project_id=project.id))
 

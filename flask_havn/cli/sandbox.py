@@ -1,15 +1,13 @@
-"""``flask havn …`` commands; thin wrappers over the library's functions."""
+"""``flask havn sandbox``: a standalone HAVN sandbox server for this app."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import with_appcontext
 
-__all__ = ["havn_cli"]
-
-havn_cli = AppGroup("havn", help="HAVN referral and commission commands (flask_havn).")
+__all__ = ["sandbox_command"]
 
 
 def _app_credentials() -> Dict[str, Any]:
@@ -20,7 +18,8 @@ def _app_credentials() -> Dict[str, Any]:
     return {"HAVN_API_KEY": state.config.api_key, "HAVN_WEBHOOK_SECRET": state.config.webhook_secret}
 
 
-@havn_cli.command("sandbox")
+@click.command("sandbox")
+@with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (keep it on loopback).")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on.")
 @click.option("--database", default=None, help="SQLAlchemy URI for the sandbox state (default: in memory).")
@@ -29,7 +28,7 @@ def _app_credentials() -> Dict[str, Any]:
 def sandbox_command(host: str, port: int, database: Optional[str], webhook_url: Optional[str],
                     seed: Optional[int]) -> None:
     """Run a standalone HAVN sandbox server (accepts this app's HAVN credentials if set)."""
-    from .sandbox.server import run
+    from ..sandbox.server import run
 
     config: Dict[str, Any] = _app_credentials()
     if database:
@@ -39,5 +38,3 @@ def sandbox_command(host: str, port: int, database: Optional[str], webhook_url: 
     if seed is not None:
         config["HAVN_SANDBOX_SEED"] = seed
     run(host=host, port=port, config=config)
-from . import cli_webhooks  # noqa: F401,E402
-from . import cli_projects  # noqa: F401,E402

@@ -15,25 +15,18 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .cli import havn_cli
-from .events import COMMISSION_DISTRIBUTED, CONVERSION_FAILED
-from .models import EVENT_STATUSES
-from .webhook_testing import sample_event, sign_webhook
-from .webhooks import get_receiver
+from ..events import COMMISSION_DISTRIBUTED, CONVERSION_FAILED
+from ..models import EVENT_STATUSES
+from ..rules import MAX_ID
+from ..webhook_testing import sample_event, sign_webhook
+from ..webhooks import get_receiver
+from .common import require_state
 
 __all__ = ["trigger_command", "webhooks_group", "replay_command"]
 
 
-def _state() -> Any:
-    state = current_app.extensions.get("havn")
-    if state is None:
-        raise click.ClickException("the HAVN extension is not set up on this app: call HAVN(app, db=db) "
-                                   "in your app factory (FLASK_APP must point at it).")
-    return state
-
-
 def _receiver() -> Any:
-    _state()
+    require_state(db=False)
     try:
         return get_receiver()
     except LookupError as exc:
@@ -46,7 +39,7 @@ def _find_payment(state: Any, ref: str) -> Any:
         raise click.ClickException("--payment needs the HAVN models: pass db= to HAVN(app, db=db).")
     payment_model = state.models.Payment
     session = state.db.session
-    payment = session.get(payment_model, int(ref)) if ref.isdigit() else None
+    payment = session.get(payment_model, int(ref)) if ref.isdigit() and int(ref) <= MAX_ID else None
     if payment is None:
         payment = session.execute(
             sa.select(payment_model).where(payment_model.payment_gateway_transaction_id == ref)
@@ -57,7 +50,8 @@ def _find_payment(state: Any, ref: str) -> Any:
     return payment
 
 
-@havn_cli.command("trigger")
+@click.command("trigger")
+@with_appcontext
 @click.argument("event_type", type=click.Choice([COMMISSION_DISTRIBUTED, CONVERSION_FAILED]))
 @click.option("--payment", "payment_ref", default=None,
               help="Local payment (id or gateway transaction id) the event is about.")
@@ -66,7 +60,7 @@ def _find_payment(state: Any, ref: str) -> Any:
 @click.option("--test-mode", is_flag=True, default=False, help="Mark the event test_mode: true.")
 def trigger_command(event_type: str, payment_ref: Optional[str], url: Optional[str], test_mode: bool) -> None:
     """Send a realistic, signed HAVN event to this app's webhook endpoint."""
-    state = _state()
+    state = require_state(db=False)
     secret = state.config.webhook_secret
     if not secret:
         raise click.ClickException("HAVN_WEBHOOK_SECRET is not set; set it (or HAVN_SANDBOX = True) to sign events.")
@@ -96,7 +90,7 @@ def trigger_command(event_type: str, payment_ref: Optional[str], url: Optional[s
         raise SystemExit(1)
 
 
-@havn_cli.group("webhooks", invoke_without_command=True)
+@click.group("webhooks", invoke_without_command=True)
 @click.option("--status", type=click.Choice(EVENT_STATUSES), default=None, help="Only events with this status.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Newest events shown.")
 @click.pass_context
@@ -105,7 +99,7 @@ def webhooks_group(ctx: click.Context, status: Optional[str], limit: int) -> Non
     """List stored HAVN events (newest first), or replay one: `flask havn webhooks replay ID`."""
     if ctx.invoked_subcommand is not None:
         return
-    state = _state()
+    state = require_state(db=False)
     _receiver()
     model = state.models.WebhookEvent
     query = sa.select(model).order_by(model.received_at.desc(), model.id).limit(limit)
@@ -121,6 +115,7 @@ def webhooks_group(ctx: click.Context, status: Optional[str], limit: int) -> Non
 
 
 @webhooks_group.command("replay")
+@with_appcontext
 @click.argument("event_id")
 def replay_command(event_id: str) -> None:
     """Process a stored event again (its signals are sent again)."""

@@ -10,61 +10,27 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 import click
-from flask import current_app
+from flask.cli import with_appcontext
 
-from .cli import havn_cli
-from .errors import HAVNError, HAVNValidationError
+from ..errors import HAVNError, HAVNValidationError
+from .common import ID, fail, require_state
 
-__all__ = ["init_db_command", "sync_project_command", "sync_members_command", "deliver_command",
-           "status_command", "read_members_csv"]
-
-
-def _state() -> Any:
-    """The app's HAVN state with a database, or a ClickException saying how to get one."""
-    state = current_app.extensions.get("havn")
-    if state is None:
-        raise click.ClickException("this app does not use flask_havn: call HAVN(app, db=db) or "
-                                   "havn.init_app(app, db=db) in your app factory, and point FLASK_APP at it")
-    if state.db is None or state.models is None:
-        raise click.ClickException("flask_havn runs client-only on this app: pass your Flask-SQLAlchemy "
-                                   "instance, HAVN(app, db=db), to keep projects and payments")
-    return state
+__all__ = ["COMMANDS", "read_members_csv"]
 
 
-_USER_FIELD = re.compile(r"^users\[(\d+)\]")
-
-
-def _fail(exc: HAVNError, lines: Optional[List[int]] = None) -> click.ClickException:
-    """The error as a ClickException; with a CSV's ``lines``, ``users[i]…`` fields say their line too."""
-    errors = getattr(exc, "errors", None)
-    if not errors and isinstance(exc, HAVNValidationError):
-        errors = {exc.field: exc.reason}  # shown as exc.message is, "field: reason"
-    if errors:
-        return click.ClickException("\n".join(f"{_where(field, lines)}: {message}"
-                                               for field, message in errors.items()))
-    return click.ClickException(exc.message)
-
-
-def _where(field: str, lines: Optional[List[int]]) -> str:
-    match = _USER_FIELD.match(field)
-    if lines is None or match is None or int(match.group(1)) >= len(lines):
-        return field
-    return f"line {lines[int(match.group(1))]}: {field}"
-
-
-@havn_cli.command("init-db")
+@click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create flask_havn's havn_* tables (only those) if they do not exist.
 
     For production, prefer migrations: with Flask-Migrate the havn_* tables are
     part of your db's metadata, so `flask db migrate` picks them up.
     """
-    state = _state()
+    state = require_state()
     models = state.models
     tables = [models.Project.__table__, models.ProjectMember.__table__, models.Payment.__table__,
               models.WebhookEvent.__table__]
@@ -72,17 +38,18 @@ def init_db_command() -> None:
     click.echo("Created (if missing): " + ", ".join(t.name for t in tables))
 
 
-@havn_cli.command("sync-project")
-@click.argument("project_id", type=int)
+@click.command("sync-project")
+@with_appcontext
+@click.argument("project_id", type=ID)
 @click.option("--email", required=True, help="The project owner's email address.")
 @click.option("--name", required=True, help="The project owner's name.")
 def sync_project_command(project_id: int, email: str, name: str) -> None:
     """Sync project PROJECT_ID's owner to HAVN and print the project's referral code."""
-    state = _state()
+    state = require_state()
     try:
-        project = state.extension.sync_owner(project_id, email, name)
+        project = state.projects.sync_owner(project_id, email, name)
     except HAVNError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     click.echo(f"Project {project.id} ({project.name}) synced: referral code {project.referral_code}")
 
 
@@ -111,8 +78,9 @@ def _read_members(text: str) -> List[Tuple[int, Dict[str, str]]]:
     return rows
 
 
-@havn_cli.command("sync-members")
-@click.argument("project_id", type=int)
+@click.command("sync-members")
+@with_appcontext
+@click.argument("project_id", type=ID)
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
 def sync_members_command(project_id: int, csv_file: Any) -> None:
     """Sync the team in CSV_FILE (columns email,name) as partners of project PROJECT_ID.
@@ -120,11 +88,11 @@ def sync_members_command(project_id: int, csv_file: Any) -> None:
     Members go in batches of HAVN_BULK_MAX_SIZE; members HAVN refused are
     listed, and the command then exits with status 1.
     """
-    state = _state()
+    state = require_state()
     try:
         numbered = _read_members(csv_file.read())
     except HAVNValidationError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     lines = [line for line, _row in numbered]
     users = [row for _line, row in numbered]
     batch_size = state.config.bulk_max_size
@@ -134,9 +102,9 @@ def sync_members_command(project_id: int, csv_file: Any) -> None:
             bar.update(done)
 
         try:
-            result = state.extension.sync_members(project_id, users, on_batch=on_batch)
+            result = state.projects.sync_members(project_id, users, on_batch=on_batch)
         except HAVNError as exc:
-            raise _fail(exc, lines) from None
+            raise fail(exc, lines) from None
     click.echo(f"{result.summary.success} synced, {result.summary.errors} failed "
                f"(of {result.summary.total}); linked to {result.referral_code}")
     for error in result.errors:
@@ -147,7 +115,8 @@ def sync_members_command(project_id: int, csv_file: Any) -> None:
         raise SystemExit(1)
 
 
-@havn_cli.command("deliver")
+@click.command("deliver")
+@with_appcontext
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit (default: keep running).")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Threads claiming and sending payments at the same time.")
@@ -160,20 +129,18 @@ def deliver_command(once: bool, concurrency: int, retry_dead: bool, interval: fl
     Safe to run several at once, on several machines: each payment is claimed
     by one worker at a time.
     """
-    from . import delivery
-
-    _state()
+    outbox = require_state().outbox
     if retry_dead:
-        click.echo(f"Requeued {delivery.requeue_dead()} dead payment(s)")
+        click.echo(f"Requeued {outbox.requeue_dead()} dead payment(s)")
     if once:
-        due = delivery.count_due()
+        due = outbox.count_due()
         lock = threading.Lock()
         with click.progressbar(length=due, label=f"Delivering {due} payment(s)") as bar:
             def advance(payment: Any) -> None:
                 with lock:
                     bar.update(1)
 
-            counts = delivery.deliver_due(concurrency=concurrency, on_delivered=advance)
+            counts = outbox.deliver_due(concurrency=concurrency, on_delivered=advance)
         click.echo(_summary(counts))
         return
     click.echo(f"Delivering due payments every {interval:g}s with {concurrency} thread(s); Ctrl-C to stop")
@@ -183,7 +150,7 @@ def deliver_command(once: bool, concurrency: int, retry_dead: bool, interval: fl
             click.echo(_summary(counts))
 
     try:
-        delivery.run_worker(interval=interval, concurrency=concurrency, on_pass=report)
+        outbox.run_worker(interval=interval, concurrency=concurrency, on_pass=report)
     except KeyboardInterrupt:
         click.echo("Stopped")
 
@@ -193,13 +160,11 @@ def _summary(counts: Dict[str, int]) -> str:
     return "Delivered: " + (", ".join(parts) if parts else "nothing was due")
 
 
-@havn_cli.command("status")
+@click.command("status")
+@with_appcontext
 def status_command() -> None:
     """Counts of completed payments by delivery state, and the oldest one not yet delivered."""
-    from . import delivery
-
-    _state()
-    report = delivery.status_report()
+    report = require_state().outbox.status()
     width = max(len(name) for name in report["by_state"])
     for name, count in report["by_state"].items():
         click.echo(f"{name:<{width}}  {count}")
@@ -209,3 +174,7 @@ def status_command() -> None:
         click.echo("oldest pending: none")
     else:
         click.echo(f"oldest pending: payment {oldest['id']}, recorded {oldest['created_at'].isoformat()}Z")
+
+
+#: The commands of this module, in the order ``flask havn --help`` lists them.
+COMMANDS = (init_db_command, sync_project_command, sync_members_command, deliver_command, status_command)
