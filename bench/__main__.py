@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from . import bench_transport, bench_webhooks
+from . import bench_outbox, bench_transport, bench_webhooks
 
 
 def main(argv: list) -> int:
@@ -11,6 +11,7 @@ def main(argv: list) -> int:
     print("flask_havn benchmarks (ratio = ours / baseline, measured in this run; below 1.0 is faster)")
     bench_transport.run(quick)
     bench_webhooks.run(quick)
+    bench_outbox.run(quick)
     return 0
 
 
