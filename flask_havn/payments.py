@@ -51,16 +51,9 @@ class Recorded(NamedTuple):
     created: bool
 
 
-def _check_original_amount(value: Any, field: str) -> int:
-    """A client-converted payment's own amount: a positive integer of minor units, at most 10**15."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise HAVNValidationError(field, "must be an integer number of minor units (e.g. cents), not "
-                                  f"{type(value).__name__}")
-    if value <= 0:
-        raise HAVNValidationError(field, "must be greater than 0")
-    if value > MAX_ORIGINAL_AMOUNT:
-        raise HAVNValidationError(field, f"must be at most {MAX_ORIGINAL_AMOUNT} minor units; split the payment")
-    return value
+#: A client-converted payment's own amount: HAVN's cap applies to the USD cents sent, not to this.
+_check_original_amount = functools.partial(rules.check_amount, maximum=MAX_ORIGINAL_AMOUNT,
+                                           over="; split the payment")
 
 
 def _check_sent_amount(value: Any, field: str, currency: Optional[str]) -> int:

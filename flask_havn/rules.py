@@ -43,15 +43,15 @@ CUSTOMER_TYPES = ("NEW_CUSTOMER", "RECURRING")
 _EMAIL = re.compile(r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$")
 
 
-def check_amount(value: Any, field: str = "amount") -> int:
-    """An integer number of minor units, 1 … 1,000,000,000."""
+def check_amount(value: Any, field: str = "amount", *, maximum: int = MAX_AMOUNT, over: str = "") -> int:
+    """An integer number of minor units, 1 … ``maximum`` (HAVN's 1,000,000,000); ``over`` adds what to do."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise HAVNValidationError(field, "must be an integer number of minor units (e.g. cents), not "
                                   f"{type(value).__name__}")
     if value <= 0:
         raise HAVNValidationError(field, "must be greater than 0")
-    if value > MAX_AMOUNT:
-        raise HAVNValidationError(field, f"must be at most {MAX_AMOUNT} minor units")
+    if value > maximum:
+        raise HAVNValidationError(field, f"must be at most {maximum} minor units{over}")
     return value
 
 
