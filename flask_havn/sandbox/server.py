@@ -37,7 +37,14 @@ class SandboxServerError(RuntimeError):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """werkzeug's handler, logging each request at DEBUG instead of printing it."""
+    """werkzeug's handler, logging each request at DEBUG instead of printing it.
+
+    Nagle's algorithm is off: the handler writes the status line and headers,
+    then the body, in separate sends, and with Nagle on the body waits for the
+    client's delayed ACK — about 40 ms added to every answer on Linux.
+    """
+
+    disable_nagle_algorithm = True
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         log.debug("%s %s -> %s", self.command, getattr(self, "path", "?"), code)
