@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import HAVNValidationError
-from .app import SandboxState, get_state
+from .state import SandboxState, get_state
 from .errors import SandboxError, bad_request
 
 __all__ = ["control"]

@@ -15,7 +15,8 @@ import heapq
 import itertools
 import json
 import logging
-import secrets
+import random
+import string
 import threading
 import time
 from datetime import datetime, timezone
@@ -23,9 +24,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import requests
 
-from ..signing import webhook_headers
+from ..signing import new_event_id, webhook_headers
 
-__all__ = ["WebhookDispatcher", "DEFAULT_SCHEDULE", "new_event_id"]
+__all__ = ["WebhookDispatcher", "DEFAULT_SCHEDULE", "new_event_id", "SeededEventIds"]
 
 log = logging.getLogger("flask_havn.sandbox")
 
@@ -33,11 +34,25 @@ log = logging.getLogger("flask_havn.sandbox")
 DEFAULT_SCHEDULE: Tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 _NO_URL = "no webhook URL configured"
+_ID_ALPHABET = string.ascii_letters + string.digits + "-_"
 
 
-def new_event_id() -> str:
-    """A fresh event id: ``evt_`` + 24 url-safe random characters."""
-    return "evt_" + secrets.token_urlsafe(18)
+class SeededEventIds:
+    """Event ids shaped like :func:`new_event_id`, drawn from ``random.Random(seed)``: same seed, same ids."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+
+    def __call__(self) -> str:
+        with self._lock:
+            return "evt_" + "".join(self._random.choice(_ID_ALPHABET) for _ in range(24))
+
+    def reset(self) -> None:
+        """Restart the sequence from the seed."""
+        with self._lock:
+            self._random = random.Random(self.seed)
 
 
 def _iso(epoch: float) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from ..signing import verify_api_signature
-from .app import SandboxState, get_state
+from .state import SandboxState, get_state
 from .backend import Outcome
 from .errors import SandboxError, bad_request
 
