@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Tuple
 
 from sqlalchemy import select
 
-from ..currency import SUPPORTED_CURRENCIES, parse_rate, rate_text, to_usd_cents
+from ..currency import parse_rate_table, rate_text, to_usd_cents
 from ..errors import HAVNValidationError
 from ..rules import check_bool, check_email, check_text, optional_code
 from .context import Ctx
@@ -16,30 +16,18 @@ from .transactions import CONVERSION_MISMATCH, commission_shares
 from .users import associate_dict, create_associate, find_associate, find_user, user_dict
 from .vouchers import create_voucher, voucher_dict
 
-__all__ = ["EVENT_TYPES", "parse_rates", "seed", "build_event_data", "dump", "deep_merge"]
+__all__ = ["EVENT_TYPES", "checked_rates", "seed", "build_event_data", "dump", "deep_merge"]
 
 EVENT_TYPES = ("commission.distributed", "transaction.conversion_failed")
 _SEED_KEYS = ("associates", "users", "vouchers", "rates")
 
 
-def parse_rates(rates: Any, field: str = "rates") -> Dict[str, Decimal]:
-    """``{"IDR": "0.0000633", …}`` checked (strings/ints/Decimals, no floats); USD stays 1."""
-    if not isinstance(rates, Mapping):
-        raise bad_request(f'{field} must be an object such as {{"IDR": "0.0000633"}} (USD per major unit)',
-                          field=field)
-    out: Dict[str, Decimal] = {}
-    for code, raw in rates.items():
-        key = str(code).strip().upper()
-        if key not in SUPPORTED_CURRENCIES:
-            raise bad_request(f"{field}.{code} is not a currency HAVN supports", field=f"{field}.{code}")
-        try:
-            rate = parse_rate(raw, field=f"{field}.{key}")
-        except HAVNValidationError as exc:
-            raise bad_request(f"{exc.message} (e.g. \"0.0000633\")", field=exc.field) from None
-        if key == "USD" and rate != 1:
-            raise bad_request(f"{field}.USD is always 1", field=f"{field}.USD")
-        out[key] = rate
-    return out
+def checked_rates(rates: Any, field: str = "rates") -> Dict[str, Decimal]:
+    """A rate table sent to a control route, parsed by the one rate-table parser; 400 naming the bad entry."""
+    try:
+        return parse_rate_table(rates, field=field)
+    except HAVNValidationError as exc:
+        raise from_validation(exc) from None
 
 
 def _list(spec: Mapping[str, Any], key: str) -> List[Any]:
@@ -116,7 +104,7 @@ def seed(ctx: Ctx, spec: Any) -> Tuple[Dict[str, Any], Dict[str, Decimal]]:
     if unknown:
         raise bad_request(f"unknown seed key(s) {', '.join(unknown)}; use {', '.join(_SEED_KEYS)}",
                           field=unknown[0])
-    rates = parse_rates(spec["rates"]) if spec.get("rates") is not None else {}
+    rates = checked_rates(spec["rates"]) if spec.get("rates") is not None else {}
     created: Dict[str, Any] = {"associates": [], "users": [], "vouchers": [], "rates": {}}
     try:
         for i, item in enumerate(_list(spec, "associates")):

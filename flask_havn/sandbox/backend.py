@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from .admin import build_event_data, deep_merge, dump, parse_rates, seed
+from .admin import build_event_data, checked_rates, deep_merge, dump, seed
 from .context import Ctx, Ids, utcnow
 from .errors import SandboxError, bad_request, not_found
 from .outcome import Event, Outcome
@@ -200,7 +200,7 @@ class SandboxBackend:
 
     def set_rates(self, rates: Mapping[str, Any]) -> dict:
         """Change some exchange rates (decimal strings, USD per major unit); returns all rates."""
-        parsed = parse_rates(rates)
+        parsed = checked_rates(rates)
         with self._lock:
             self._rates.update(parsed)
             return {"rates": {code: format(rate, "f") for code, rate in sorted(self._rates.items())}}

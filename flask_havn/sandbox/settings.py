@@ -3,17 +3,24 @@
 Read once from a ``HAVN_*`` mapping (:meth:`SandboxSettings.from_mapping`);
 bad values raise :class:`flask_havn.errors.HAVNConfigError` naming the key and
 the fix. No Flask here.
+
+Every setting also takes a string, so it can come from the environment:
+exchange rates as ``HAVN_EXCHANGE_RATES`` takes them (a JSON object or
+``"IDR=0.0000633,EUR=1.08"``), rate limits and faults as a JSON object
+(``'{"login": 5}'``, ``'{"rates": {"500": 0.1}}'``), commission levels as
+``"5,3,2,1,1"``, numbers as digits.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .. import config
-from ..currency import SUPPORTED_CURRENCIES, parse_rate
-from ..errors import HAVNConfigError, HAVNValidationError
+from ..currency import parse_rate_table
+from ..errors import HAVNConfigError
 
 __all__ = [
     "DEFAULT_EXCHANGE_RATES",
@@ -127,28 +134,26 @@ def _commission_levels(value: Any) -> Tuple[Decimal, ...]:
 
 
 def _rates(value: Any) -> Mapping[str, Decimal]:
-    if not isinstance(value, Mapping):
-        raise ValueError('give a dict such as {"IDR": "0.0000633"} (USD per one major unit)')
     merged: Dict[str, Decimal] = {code: Decimal(rate) for code, rate in DEFAULT_EXCHANGE_RATES.items()}
-    for code, raw in value.items():
-        key = str(code).strip().upper()
-        if key not in SUPPORTED_CURRENCIES:
-            raise ValueError(f"{code!r} is not a currency HAVN supports")
-        try:
-            rate = parse_rate(raw, field=key)
-        except HAVNValidationError as exc:
-            raise ValueError(f"{key}: {exc.reason} (e.g. \"0.0000633\")") from None
-        if key == "USD" and rate != 1:
-            raise ValueError("the USD rate is always 1")
-        merged[key] = rate
+    merged.update(parse_rate_table(value))
     return MappingProxyType(merged)
 
 
-def _limits(value: Any) -> Mapping[str, int]:
+def _json_object(value: Any, example: str) -> Any:
+    """A mapping as given, or the JSON object a string holds (the environment's form)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"is not a JSON object such as {example}") from None
     if not isinstance(value, Mapping):
-        raise ValueError('give a dict such as {"login": 20} (requests per minute)')
+        raise ValueError(f"give a dict or a JSON object string such as {example}")
+    return value
+
+
+def _limits(value: Any) -> Mapping[str, int]:
     merged = dict(DEFAULT_RATE_LIMITS)
-    for name, raw in value.items():
+    for name, raw in _json_object(value, '{"login": 20}').items():
         if name not in RATE_LIMITED_ENDPOINTS:
             raise ValueError(f"{name!r} is not one of {', '.join(RATE_LIMITED_ENDPOINTS)}")
         merged[name] = _positive_int(raw)
@@ -184,9 +189,7 @@ def _factor(value: Any) -> float:
 def _faults(value: Any) -> Optional[Mapping[str, Any]]:
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise ValueError("must be a dict fault spec (see flask_havn.sandbox.faults)")
-    return MappingProxyType(dict(value))
+    return MappingProxyType(dict(_json_object(value, '{"rates": {"500": 0.1}} (see flask_havn.sandbox.faults)')))
 
 
 @dataclass(frozen=True)
