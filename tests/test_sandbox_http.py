@@ -373,7 +373,7 @@ def test_drop_over_http_stores_the_transaction_but_no_answer_arrives(sandbox: Sa
     with pytest.raises(requests.ConnectionError) as caught:
         sandbox.post("/transaction", txn("pg_dropped"))
     assert caught.value.response is None
-    sandbox.control("DELETE", "/faults")
+    sandbox.control("DELETE", "/faults", json={})
     [stored] = sandbox.state()["transactions"]
     assert stored["payment_gateway_transaction_id"] == "pg_dropped"
     retry = sandbox.post("/transaction", txn("pg_dropped"))  # the client's retry is a replay
@@ -387,7 +387,7 @@ def test_error_faults_store_nothing(sandbox: Sandbox, kind: str) -> None:
     response = sandbox.post("/transaction", txn("pg_fault"))
     assert response.status_code == int(kind)
     assert response.headers["X-Request-Id"]
-    sandbox.control("DELETE", "/faults")
+    sandbox.control("DELETE", "/faults", json={})
     assert sandbox.state()["counts"]["transactions"] == 0
 
 
