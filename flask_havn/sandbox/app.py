@@ -17,6 +17,7 @@ from .backend import SandboxBackend
 from .control import control
 from .events import SeededEventIds, WebhookDispatcher, new_event_id
 from .faults import FaultInjector, normalise_spec
+from .hosts import HostGuard
 from .ratelimit import RateLimiter
 from .settings import SandboxSettings
 from .state import EXTENSION_KEY, SandboxState, get_state
@@ -26,6 +27,8 @@ __all__ = ["create_app", "get_state", "SandboxState", "EXTENSION_KEY"]
 
 #: Largest request body the sandbox reads (HAVN's payloads are a few KiB).
 MAX_BODY_BYTES = 1024 * 1024
+_HOST_HINT = ("to serve another name, list it in HAVN_SANDBOX_ALLOWED_HOSTS (--allowed-host) or set "
+              "HAVN_SANDBOX_PUBLIC_URL (--public-url) to the URL you reach the sandbox at")
 
 
 def _error_response(exc: HTTPException) -> Any:
@@ -74,8 +77,9 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     )
     limiter = RateLimiter(settings.rate_limits)
     faults = FaultInjector(app.wsgi_app, settings.faults)
-    app.wsgi_app = faults  # type: ignore[method-assign]
-    app.extensions[EXTENSION_KEY] = SandboxState(settings, backend, dispatcher, limiter, faults, event_ids)
+    state = SandboxState(settings, backend, dispatcher, limiter, faults, event_ids)
+    app.extensions[EXTENSION_KEY] = state
+    app.wsgi_app = HostGuard(faults, state.allows_host, hint=_HOST_HINT)  # type: ignore[method-assign]
 
     app.register_blueprint(api)
     app.register_blueprint(frontend)

@@ -70,7 +70,7 @@ class SandboxBackend:
         self._serializer = _login_serializer(settings.webhook_secret, self._clock)
 
     def __repr__(self) -> str:
-        return f"SandboxBackend(database_uri={self.settings.database_uri!r}, seed={self.settings.seed!r})"
+        return f"SandboxBackend(database_uri={self.settings.shown_database_uri!r}, seed={self.settings.seed!r})"
 
     @property
     def rates(self) -> Mapping[str, Decimal]:

@@ -12,15 +12,19 @@ exchange rates as ``HAVN_EXCHANGE_RATES`` takes them (a JSON object or
 """
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 from .. import config
 from ..currency import parse_rate_table
 from ..errors import HAVNConfigError
+from .hosts import hostname
 
 __all__ = [
     "DEFAULT_EXCHANGE_RATES",
@@ -28,7 +32,13 @@ __all__ = [
     "DEFAULT_RATE_LIMITS",
     "RATE_LIMITED_ENDPOINTS",
     "SandboxSettings",
+    "environ_config",
+    "hide_password",
+    "ENVIRON_PREFIX",
 ]
+
+#: Prefix of the sandbox's own keys, the ones an embedding app or a command takes from the environment.
+ENVIRON_PREFIX = "HAVN_SANDBOX_"
 
 #: USD value of ONE MAJOR UNIT of each accepted currency (decimal strings; late-2026-ish values).
 DEFAULT_EXCHANGE_RATES: Dict[str, str] = {
@@ -86,6 +96,11 @@ DEFAULT_RATE_LIMITS: Dict[str, int] = {
 _MAX_LEVELS = 20
 
 
+def hide_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part (if any) shown as ``***``."""
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
 # -- parsers: each takes a raw value and returns the normalised one or raises ValueError ----------
 
 
@@ -107,6 +122,36 @@ def _database_uri(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError('must be an SQLAlchemy URL such as "sqlite://" or "sqlite:////tmp/havn.db"')
     return value.strip()
+
+
+def _public_url(value: Any) -> Optional[str]:
+    text = _optional_str(value)
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError('must be the absolute http(s) URL the sandbox is reached at, e.g. "http://127.0.0.1:8765"')
+    return text.rstrip("/")
+
+
+def _hosts(value: Any) -> Tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, (Mapping, bytes)) or not hasattr(items, "__iter__"):
+        raise ValueError('give host names, as a list or comma-separated: "havn-sandbox, sandbox.test"')
+    names = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a host name")
+        if not item.strip():
+            continue
+        try:  # a bare address ("::1" is no "host:port")
+            name: Optional[str] = str(ipaddress.ip_address(item.strip().strip("[]")))
+        except ValueError:
+            name = hostname(item)
+        if name is None or name == "*":
+            raise ValueError(f"{item.strip()!r} is not a host name (no wildcards)")
+        names.append(name)
+    return tuple(names)
 
 
 def _percent(raw: Any) -> Decimal:
@@ -220,6 +265,24 @@ class SandboxSettings:
     faults: Optional[Mapping[str, Any]] = None
     #: Seconds a login token stays redeemable.
     login_token_ttl: int = 300
+    #: The URL the sandbox's own links use (login ``redirect_url``); ``None``: the in-process
+    #: address, or the server's own ``http://127.0.0.1:<port>`` once it serves over HTTP.
+    public_url: Optional[str] = None
+    #: Host names answered besides loopback ones and the public URL's (DNS-rebinding guard).
+    allowed_hosts: Tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={self._shown(f.name)!r}" for f in fields(self) if f.name not in _SECRET_FIELDS)
+        return f"SandboxSettings({shown})"
+
+    def _shown(self, name: str) -> Any:
+        value = getattr(self, name)
+        return hide_password(value) if name in _URL_FIELDS and isinstance(value, str) else value
+
+    @property
+    def shown_database_uri(self) -> str:
+        """The database URI with any password hidden (for banners and messages)."""
+        return hide_password(self.database_uri)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -248,6 +311,8 @@ class SandboxSettings:
 
 
 _SECRET_FIELDS = ("api_key", "webhook_secret")
+#: URLs that may carry a ``user:password@`` part: shown with the password hidden.
+_URL_FIELDS = ("database_uri", "webhook_url", "public_url")
 
 _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "api_key": _secret,
@@ -262,6 +327,8 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "delivery_schedule_factor": _factor,
     "faults": _faults,
     "login_token_ttl": _positive_int,
+    "public_url": _public_url,
+    "allowed_hosts": _hosts,
 }
 
 #: Settings field -> configuration key.
@@ -278,4 +345,11 @@ _KEYS: Dict[str, str] = {
     "delivery_schedule_factor": "HAVN_SANDBOX_DELIVERY_SCHEDULE_FACTOR",
     "faults": "HAVN_SANDBOX_FAULTS",
     "login_token_ttl": "HAVN_SANDBOX_LOGIN_TOKEN_TTL",
+    "public_url": "HAVN_SANDBOX_PUBLIC_URL",
+    "allowed_hosts": "HAVN_SANDBOX_ALLOWED_HOSTS",
 }
+
+
+def environ_config(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The ``HAVN_SANDBOX_*`` variables of ``environ`` (their string forms are parsed by the settings)."""
+    return {key: value for key, value in environ.items() if key.startswith(ENVIRON_PREFIX)}

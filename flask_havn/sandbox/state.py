@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import weakref
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
+from ..config import SANDBOX_BASE_URL
 from .backend import SandboxBackend
 from .events import SeededEventIds, WebhookDispatcher
 from .faults import FaultInjector
 from .ratelimit import RateLimiter
-from .settings import SandboxSettings
+from .settings import SandboxSettings, hide_password
 
 __all__ = ["SandboxState", "get_state", "EXTENSION_KEY"]
 
@@ -45,11 +47,32 @@ class SandboxState:
         self.limiter = limiter
         self.faults = faults
         self._event_ids = event_ids
+        self._public_url = settings.public_url or SANDBOX_BASE_URL
         # Closes the parts at interpreter exit, or when the state is collected, or on close().
         self._finalizer = weakref.finalize(self, _close_parts, backend, dispatcher, faults)
 
     def __repr__(self) -> str:
-        return f"<SandboxState database={self.settings.database_uri!r} webhook_url={self.dispatcher.url!r}>"
+        url = hide_password(self.dispatcher.url) if self.dispatcher.url else None
+        return f"<SandboxState database={self.settings.shown_database_uri!r} webhook_url={url!r}>"
+
+    @property
+    def public_url(self) -> str:
+        """Where the sandbox is reached: ``HAVN_SANDBOX_PUBLIC_URL``, else the server's own URL once it
+        serves over HTTP (:meth:`serve_at`), else the in-process ``http://havn-sandbox.invalid``.
+
+        The sandbox's own links (the login ``redirect_url``) start with it, never with the request's ``Host``.
+        """
+        return self._public_url
+
+    def serve_at(self, url: str) -> None:
+        """Tell the state the URL its HTTP server listens on (used when no public URL is configured)."""
+        if self.settings.public_url is None:
+            self._public_url = url.rstrip("/")
+
+    def allows_host(self, name: str) -> bool:
+        """Whether a request for host ``name`` (not a loopback one) is answered: the public URL's host
+        or one of ``HAVN_SANDBOX_ALLOWED_HOSTS``."""
+        return name == urlsplit(self._public_url).hostname or name in self.settings.allowed_hosts
 
     def reset(self) -> None:
         """Drop all data, events, counters and faults; back to the configured settings."""

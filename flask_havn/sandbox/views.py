@@ -162,10 +162,9 @@ def list_vouchers() -> Response:
 
 @api.post("/login")
 def login() -> Response:
-    """Mint a single-use SSO token; its ``redirect_url`` points at this sandbox's ``/login``."""
-    frontend_url = request.host_url.rstrip("/")
+    """Mint a single-use SSO token; its ``redirect_url`` is this sandbox's ``/login`` at its public URL."""
     return _handle("login", lambda state, payload, test_mode: state.backend.login(
-        payload, frontend_url=frontend_url, test_mode=test_mode))
+        payload, frontend_url=state.public_url, test_mode=test_mode))
 
 
 @frontend.get("/login")
