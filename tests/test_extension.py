@@ -21,6 +21,7 @@ SYNC_ANSWER = {"success": True, "message": "ok", "referral_code": "HAVN-OW-001",
 
 def _app(**config: Any) -> Flask:
     app = Flask(__name__)
+    app.config.update(HAVN_SANDBOX_DATABASE_URI="sqlite://")  # never a file in tests/instance
     app.config.update(config)
     return app
 

@@ -2,21 +2,22 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, MutableMapping, Optional
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..currency import parse_rate_table, rate_text, to_usd_cents
 from ..errors import HAVNValidationError
 from ..rules import check_bool, check_email, check_text, optional_code
 from .context import Ctx
 from .errors import bad_request, from_validation, not_found, unprocessable
-from .store import AssociateRow, CommissionRow, LoginTokenRow, TransactionRow, UserRow, VoucherRow
+from .store import AssociateRow, CommissionRow, LoginTokenRow, RateRow, TransactionRow, UserRow, VoucherRow
 from .transactions import CONVERSION_MISMATCH, commission_shares
 from .users import associate_dict, create_associate, find_associate, find_user, user_dict
 from .vouchers import create_voucher, voucher_dict
 
-__all__ = ["EVENT_TYPES", "checked_rates", "seed", "build_event_data", "dump", "deep_merge"]
+__all__ = ["EVENT_TYPES", "checked_rates", "rates_in_force", "store_rates", "seed", "build_event_data", "dump", "deep_merge"]
 
 EVENT_TYPES = ("commission.distributed", "transaction.conversion_failed")
 _SEED_KEYS = ("associates", "users", "vouchers", "rates")
@@ -28,6 +29,21 @@ def checked_rates(rates: Any, field: str = "rates") -> Dict[str, Decimal]:
         return parse_rate_table(rates, field=field)
     except HAVNValidationError as exc:
         raise from_validation(exc) from None
+
+
+def rates_in_force(session: Session, configured: Mapping[str, Decimal]) -> Dict[str, Decimal]:
+    """The configured rates with the stored changes (``PUT /rates``, seeds) over them."""
+    rates = dict(configured)
+    rates.update((row.code, Decimal(row.rate)) for row in session.scalars(select(RateRow)))
+    return rates
+
+
+def store_rates(ctx: Ctx, rates: Mapping[str, Decimal]) -> None:
+    """Keep changed rates in the store (so every process sharing it converts alike) and in force for this call."""
+    for code, rate in rates.items():
+        ctx.session.merge(RateRow(code=code, rate=rate_text(rate)))
+    ctx.session.flush()
+    ctx.rates = {**ctx.rates, **rates}
 
 
 def _list(spec: Mapping[str, Any], key: str) -> List[Any]:
@@ -93,11 +109,8 @@ def _seed_user(ctx: Ctx, item: Mapping[str, Any], p: str) -> UserRow:
     return user
 
 
-def seed(ctx: Ctx, spec: Any) -> Tuple[Dict[str, Any], Dict[str, Decimal]]:
-    """Create associates (in order), users and vouchers: ``(what was created, checked rates)``.
-
-    Rates are checked and returned, not applied: the caller applies them once the rows are committed.
-    """
+def seed(ctx: Ctx, spec: Any) -> Dict[str, Any]:
+    """Create associates (in order), users, vouchers and rates; what was created."""
     if not isinstance(spec, Mapping):
         raise bad_request("the seed spec must be an object with associates, users, vouchers and/or rates")
     unknown = sorted(set(spec) - set(_SEED_KEYS))
@@ -121,8 +134,9 @@ def seed(ctx: Ctx, spec: Any) -> Tuple[Dict[str, Any], Dict[str, Decimal]]:
         voucher = create_voucher(ctx, item, prefix=f"vouchers[{i}].")
         created["vouchers"].append({"serial": voucher.serial, "code": voucher.code,
                                     "associate_id": voucher.associate_id})
+    store_rates(ctx, rates)
     created["rates"] = {code: rate_text(rate) for code, rate in rates.items()}
-    return created, rates
+    return created
 
 
 def deep_merge(base: MutableMapping[str, Any], overrides: Mapping[str, Any]) -> MutableMapping[str, Any]:
