@@ -4,12 +4,13 @@ from __future__ import annotations
 from typing import Any, List
 
 from flask_havn import delivery, signals
+from flask_havn.testing import wait_for_events
 
 from _projects_helpers import FAST_RETRY, dump, record_many, sandbox_of, synced_chain
 
 
 def _settle(host: Any) -> None:
-    assert sandbox_of(host).dispatcher.wait_idle(timeout=30)
+    wait_for_events(host.app, timeout=30)
 
 
 def test_inline_delivery_and_the_commission_event_agree(make_host: Any) -> None:

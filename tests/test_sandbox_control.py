@@ -255,6 +255,27 @@ def test_webhook_url_can_be_turned_off(control: Control) -> None:
     assert control("GET", "/state").json()["webhook_url"] is None
 
 
+def test_events_flush_delivers_queued_events_now(control: Control, receiver: Any) -> None:
+    control("POST", "/seed", json=SEED)
+    control("PUT", "/webhook-url", json={"url": receiver.url + "/hooks"})
+    assert control.transaction("pg_flush").status_code == 201
+    emitted = control("POST", "/events", json={"type": "transaction.conversion_failed"}).json()
+    flushed = control("POST", "/events/flush", json={"timeout": 10})
+    assert flushed.status_code == 200
+    body = flushed.json()
+    assert body["idle"] is True and body["pending"] == []
+    assert body["event_status"][emitted["id"]] == "delivered" and set(body["event_status"].values()) == {"delivered"}
+    assert len(receiver.hits) == 2
+    assert control("POST", "/events/flush", json={}).json()["idle"] is True  # default timeout, nothing queued
+
+
+@pytest.mark.parametrize("timeout", ["5", -1, 31, True, None])
+def test_events_flush_timeout_must_be_seconds(control: Control, timeout: Any) -> None:
+    response = control("POST", "/events/flush", json={"timeout": timeout})
+    assert response.status_code == 400 and response.json()["field"] == "timeout"
+    assert control("POST", "/events/flush", data=b"", headers={"Content-Type": "text/plain"}).status_code == 415
+
+
 @pytest.mark.parametrize("wait", ["soon", "-1", "1000"])
 def test_bad_wait_is_400(control: Control, wait: str) -> None:
     response = control("GET", "/deliveries", params={"wait": wait})

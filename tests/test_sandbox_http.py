@@ -354,7 +354,7 @@ def test_a_transaction_event_reaches_the_configured_webhook(sandbox: Sandbox, ha
         assert sandbox.control("PUT", "/webhook-url", json={"url": receiver.url + "/hooks"}).status_code == 200
         response = sandbox.post("/transaction", txn("pg_event"))
         assert response.status_code == 201
-        assert havn_sandbox.state.dispatcher.wait_idle(10)
+        havn_sandbox.wait_for_events(10)
     [hit] = received
     envelope = json.loads(hit["body"])
     assert envelope["type"] == "commission.distributed"

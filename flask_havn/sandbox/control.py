@@ -128,6 +128,18 @@ def emit_event() -> Response:
     return response
 
 
+@control.post("/events/flush")
+def flush_events() -> Response:
+    """Deliver queued events now (retries too) and wait: ``{"timeout"?: seconds}`` → what is left pending."""
+    raw = _body().get("timeout", 5)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= _MAX_WAIT:
+        raise bad_request(f"'timeout' must be a number of seconds from 0 to {_MAX_WAIT:g}", field="timeout")
+    sandbox = _state()
+    left = sandbox.dispatcher.flush(float(raw))
+    return jsonify({"pending": sandbox.dispatcher.pending(), "idle": left == 0,
+                    "event_status": sandbox.dispatcher.statuses()})
+
+
 @control.put("/faults")
 def put_faults() -> Response:
     """Replace the fault spec (see ``faults.py``); 400 with the reason when it is bad."""

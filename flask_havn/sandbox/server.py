@@ -167,6 +167,13 @@ class SandboxServer:
             raise RuntimeError("this app is not a HAVN sandbox app; nothing to reset")
         state.reset()
 
+    def wait_for_events(self, timeout: float = 5.0) -> None:
+        """Deliver the sandbox's queued events now and wait for them (see ``SandboxState.wait_for_events``)."""
+        state = self.state
+        if state is None:
+            raise RuntimeError("this app is not a HAVN sandbox app; it has no events")
+        state.wait_for_events(timeout)
+
     def raise_errors(self) -> None:
         """Raise :class:`SandboxServerError` for crashes recorded so far, and forget them."""
         with self._errors_lock:

@@ -231,6 +231,15 @@ def _factor(value: Any) -> float:
     return number
 
 
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number of seconds")
+    number = float(value)
+    if not 0 <= number < float("inf"):
+        raise ValueError("must be a finite number of seconds, 0 or more")
+    return number
+
+
 def _faults(value: Any) -> Optional[Mapping[str, Any]]:
     if value is None:
         return None
@@ -270,6 +279,8 @@ class SandboxSettings:
     public_url: Optional[str] = None
     #: Host names answered besides loopback ones and the public URL's (DNS-rebinding guard).
     allowed_hosts: Tuple[str, ...] = ()
+    #: Seconds the sandbox, when it closes (at the latest at process exit), spends delivering queued events.
+    drain_timeout: float = 10.0
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={self._shown(f.name)!r}" for f in fields(self) if f.name not in _SECRET_FIELDS)
@@ -329,6 +340,7 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "login_token_ttl": _positive_int,
     "public_url": _public_url,
     "allowed_hosts": _hosts,
+    "drain_timeout": _seconds,
 }
 
 #: Settings field -> configuration key.
@@ -347,6 +359,7 @@ _KEYS: Dict[str, str] = {
     "login_token_ttl": "HAVN_SANDBOX_LOGIN_TOKEN_TTL",
     "public_url": "HAVN_SANDBOX_PUBLIC_URL",
     "allowed_hosts": "HAVN_SANDBOX_ALLOWED_HOSTS",
+    "drain_timeout": "HAVN_SANDBOX_DRAIN_TIMEOUT",
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from ..config import SANDBOX_BASE_URL
+from ..errors import HAVNError
 from .backend import SandboxBackend
 from .events import SeededEventIds, WebhookDispatcher
 from .faults import FaultInjector
@@ -23,9 +24,10 @@ __all__ = ["SandboxState", "get_state", "EXTENSION_KEY"]
 EXTENSION_KEY = "havn_sandbox"
 
 
-def _close_parts(backend: SandboxBackend, dispatcher: WebhookDispatcher, faults: FaultInjector) -> None:
+def _close_parts(backend: SandboxBackend, dispatcher: WebhookDispatcher, faults: FaultInjector,
+                 drain_timeout: float) -> None:
     faults.close()
-    dispatcher.close()
+    dispatcher.close(drain_timeout)  # queued events go out first (bounded), or are counted in a warning
     backend.close()
 
 
@@ -48,8 +50,9 @@ class SandboxState:
         self.faults = faults
         self._event_ids = event_ids
         self._public_url = settings.public_url or SANDBOX_BASE_URL
-        # Closes the parts at interpreter exit, or when the state is collected, or on close().
-        self._finalizer = weakref.finalize(self, _close_parts, backend, dispatcher, faults)
+        # Closes the parts at interpreter exit, or when the state is collected, or on close(); at exit the
+        # delivery thread still runs, so queued events are delivered before the process ends.
+        self._finalizer = weakref.finalize(self, _close_parts, backend, dispatcher, faults, settings.drain_timeout)
 
     def __repr__(self) -> str:
         url = hide_password(self.dispatcher.url) if self.dispatcher.url else None
@@ -87,8 +90,21 @@ class SandboxState:
         else:
             self.faults.clear()
 
+    def wait_for_events(self, timeout: float = 5.0) -> None:
+        """Deliver the queued events now and wait until each is delivered or given up on (tests: no sleeps).
+
+        Retries are attempted at once rather than on their schedule. Raises
+        :class:`HAVNError` if events are still pending after ``timeout`` seconds.
+        """
+        left = self.dispatcher.flush(timeout)
+        if left:
+            raise HAVNError(f"{left} HAVN sandbox event(s) were still being delivered after {timeout:g} s; check "
+                            "that the webhook URL answers 2xx quickly (GET /_sandbox/deliveries shows each "
+                            "attempt), or wait longer")
+
     def close(self) -> None:
-        """Stop the delivery thread, wake stalled requests and dispose the database engine."""
+        """Deliver queued events (up to ``drain_timeout``), stop the delivery thread, wake stalled requests
+        and dispose the database engine."""
         self._finalizer()
 
     @property
