@@ -123,8 +123,9 @@ class SandboxBackend:
                                                         test_mode=test_mode), test_mode=test_mode)
 
     def validate_voucher(self, payload: Mapping[str, Any], *, test_mode: bool = False) -> Outcome:
-        """``POST /voucher/validate``: 200 valid, else 400/404/422."""
-        return Outcome(200, self._run(lambda ctx: validate_voucher(ctx, _payload(payload)), test_mode=test_mode))
+        """``POST /voucher/validate``: 200 with no body when valid (as HAVN answers), else 400/404/422."""
+        self._run(lambda ctx: validate_voucher(ctx, _payload(payload)), test_mode=test_mode)
+        return Outcome(200, None)
 
     def list_vouchers(self, params: Mapping[str, str], *, test_mode: bool = False) -> Outcome:
         """``GET /vouchers``: the §4.3 shape."""

@@ -49,7 +49,12 @@ def _rate_limit_headers(response: Response) -> Response:
     return response
 
 
-def _answer(status: int, body: Dict[str, Any]) -> Response:
+def _answer(status: int, body: Optional[Dict[str, Any]]) -> Response:
+    """``body`` as JSON; ``None``: no body and no ``Content-Type`` (HAVN answers some calls by status alone)."""
+    if body is None:
+        response = Response(b"", status=status)
+        del response.headers["Content-Type"]
+        return response
     response = jsonify(body)
     response.status_code = status
     return response
@@ -147,7 +152,7 @@ def user_sync() -> Response:
 
 @api.post("/voucher/validate")
 def validate_voucher() -> Response:
-    """Say whether a HAVN voucher can be used (status code is the answer)."""
+    """Say whether a HAVN voucher can be used: 200 with no body when it can (the status is the answer)."""
     return _handle("voucher_validate", lambda state, payload, test_mode: state.backend.validate_voucher(
         payload, test_mode=test_mode))
 
