@@ -45,7 +45,7 @@ def served() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io:{port}",
-                                  "havn-sandbox.invalid", "[::2]:{port}", "", "bad host name"])
+                                  "havn-sandbox.example", "[::2]:{port}", "", "bad host name"])
 def test_a_foreign_host_is_refused_before_anything_runs(havn_sandbox: SandboxServer, host: str) -> None:
     port = havn_sandbox.url.rsplit(":", 1)[1]
     named = host.format(port=port)
@@ -110,8 +110,9 @@ def test_login_links_use_the_configured_public_url(served: Any) -> None:
     assert page.status_code == 200 and page.json()["user"]["email"] == "ada@example.com"
 
 
-def test_the_in_process_sandbox_answers_on_its_invalid_name() -> None:
-    app = create_app({})
+@pytest.mark.parametrize("config", [{}, {"HAVN_SANDBOX_PUBLIC_URL": "http://havn.test:8765"}])
+def test_the_in_process_sandbox_answers_on_its_invalid_name(config: Dict[str, Any]) -> None:
+    app = create_app(config)
     try:
         with requests.Session() as session:
             session.mount(SANDBOX_BASE_URL, WSGIAdapter(app))
@@ -119,7 +120,8 @@ def test_the_in_process_sandbox_answers_on_its_invalid_name() -> None:
             payload = {"email": "ada@example.com"}
             answer = session.post(SANDBOX_BASE_URL + API + "/login", data=json.dumps(payload),
                                   headers=signed(payload))
-            assert answer.json()["data"]["redirect_url"].startswith(SANDBOX_BASE_URL + "/login?token=")
+            links = config.get("HAVN_SANDBOX_PUBLIC_URL", SANDBOX_BASE_URL)
+            assert answer.json()["data"]["redirect_url"].startswith(links + "/login?token=")
             session.mount("http://elsewhere.invalid", WSGIAdapter(app))
             assert session.get("http://elsewhere.invalid/_sandbox/state").status_code == 421
     finally:

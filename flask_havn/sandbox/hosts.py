@@ -5,7 +5,8 @@ after pointing ``evil.example`` at 127.0.0.1 (DNS rebinding); the browser then
 treats the sandbox as the page's own origin and could read and drive it. The
 ``Host`` header still says ``evil.example``, so the sandbox answers only
 requests addressed to a loopback name (``localhost``, ``127.0.0.0/8``,
-``[::1]``, any port) or to a name it was told to serve, and refuses the rest
+``[::1]``, any port) or to a name it was told to serve (and its in-process
+name ``havn-sandbox.invalid``, which DNS never resolves), and refuses the rest
 with a 421 before anything else runs.
 """
 from __future__ import annotations

@@ -22,6 +22,7 @@ __all__ = ["SandboxState", "get_state", "EXTENSION_KEY"]
 
 #: Where the state lives: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "havn_sandbox"
+_IN_PROCESS_HOST = urlsplit(SANDBOX_BASE_URL).hostname
 
 
 def _close_parts(backend: SandboxBackend, dispatcher: WebhookDispatcher, faults: FaultInjector,
@@ -73,9 +74,11 @@ class SandboxState:
             self._public_url = url.rstrip("/")
 
     def allows_host(self, name: str) -> bool:
-        """Whether a request for host ``name`` (not a loopback one) is answered: the public URL's host
-        or one of ``HAVN_SANDBOX_ALLOWED_HOSTS``."""
-        return name == urlsplit(self._public_url).hostname or name in self.settings.allowed_hosts
+        """Whether a request for host ``name`` (not a loopback one) is answered: the public URL's host,
+        one of ``HAVN_SANDBOX_ALLOWED_HOSTS``, or the in-process name (``.invalid`` never resolves in
+        DNS, so no web page can rebind it; an embedded sandbox keeps working whatever its public URL)."""
+        allowed = (urlsplit(self._public_url).hostname, _IN_PROCESS_HOST, *self.settings.allowed_hosts)
+        return name in allowed
 
     def reset(self) -> None:
         """Drop all data, events, counters and faults; back to the configured settings."""
