@@ -64,13 +64,13 @@ def make_host(tmp_path: Any) -> Iterator[Callable[..., Host]]:
 
     yield factory
     for host in hosts:
+        state = host.app.extensions.get("havn")
+        if state is not None:
+            state.close()  # first: its sandbox delivers queued events to the host (and its db) as it closes
         if host.db is not None:
             with host.app.app_context():
                 host.db.session.remove()
                 host.db.engine.dispose()
-        state = host.app.extensions.get("havn")
-        if state is not None:
-            state.close()
 
 
 # -- CI refuses skipped tests ---------------------------------------------------
