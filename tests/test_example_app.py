@@ -23,7 +23,7 @@ from example_app.models import ActivityItem
 from example_app.money import CURRENCIES, format_money, parse_amount
 from example_app.network import earnings_by_code, layout_network
 from flask_havn.config import SANDBOX_WEBHOOK_SECRET
-from flask_havn.testing import sign_webhook
+from flask_havn.testing import sign_webhook, wait_for_events
 
 PAGES = ["/projects", "/checkout", "/payments", "/network", "/activity", "/sandbox"]
 
@@ -523,7 +523,7 @@ def test_the_sandbox_own_events_reach_the_receivers(live_shop: Shop) -> None:
     b = shop.create_project("Bolt", code_a)
     shop.sync_owner(b, "bo@bolt.example", "Bo")
     assert shop.pay(b, "100.00").status_code == 302
-    assert shop.sandbox().dispatcher.wait_idle(10), "the sandbox did not finish delivering its events"
+    wait_for_events(shop.app, 10)  # raises if the sandbox did not finish delivering its events
     (item,) = shop.rows(ActivityItem)
     (payment,) = shop.rows(shop.models.Payment)
     assert (item.kind, item.referral_code, item.level, item.amount, item.payment_id) == (
@@ -610,7 +610,7 @@ def test_a_conversion_refused_by_havn_is_one_line_in_the_activity(converting_sho
     converting_shop.post("/sandbox/rates", {"currency": "IDR", "rate": "0.00007"})
     response = converting_shop.pay(b, "1500000", "IDR", follow_redirects=True)
     assert "HAVN refused the currency conversion" in text(response)
-    assert converting_shop.sandbox().dispatcher.wait_idle(timeout=30)
+    wait_for_events(converting_shop.app, timeout=30)
     (item,) = converting_shop.rows(ActivityItem)  # HAVN's answer and its event: announced once
     assert item.kind == "conversion_failed" and item.payment_id == 1
     assert item.message.startswith("Conversion failed on payment #1 of Bolt Bikes (1,500,000 IDR)")

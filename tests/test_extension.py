@@ -15,12 +15,14 @@ from werkzeug.wrappers import Request, Response
 
 from flask_havn import HAVN, HAVNClient, current_havn
 from flask_havn.errors import HAVNConfigError
+from flask_havn.testing import wait_for_events
 
 SYNC_ANSWER = {"success": True, "message": "ok", "referral_code": "HAVN-OW-001", "user_id": "usr_1"}
 
 
 def _app(**config: Any) -> Flask:
     app = Flask(__name__)
+    app.config.update(HAVN_SANDBOX_DATABASE_URI="sqlite://")  # never a file in tests/instance
     app.config.update(config)
     return app
 
@@ -234,7 +236,7 @@ def test_embedded_sandbox_delivers_its_events_to_the_hosts_own_endpoint(make_hos
                                                customer_email="c@example.com", payment_gateway_transaction_id="pi_9")
         sandbox = host.app.extensions["havn"].sandbox_app.extensions["havn_sandbox"]
         assert sandbox.dispatcher.url == "http://havn-host.invalid" + get_receiver(host.app).path
-        assert sandbox.dispatcher.wait_idle(10)
+        wait_for_events(host.app, timeout=10)
         assert [d["status_code"] for d in sandbox.dispatcher.deliveries()] == [200]
         assert len(received) == 1
         sender, event_type, commissions = received[0]

@@ -34,7 +34,7 @@ def test_a_host_with_its_own_payment_and_project_models_and_string_relationships
         project = db.relationship("Project")
 
     app = Flask("host_with_payment_model")
-    app.config.update(TESTING=True, HAVN_SANDBOX=True,
+    app.config.update(TESTING=True, HAVN_SANDBOX=True, HAVN_SANDBOX_DATABASE_URI="sqlite://",
                       SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/host.sqlite")
     db.init_app(app)
     havn = HAVN(app, db=db)
