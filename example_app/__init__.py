@@ -77,6 +77,12 @@ def _register_pages(app: Flask) -> None:
         return {"havn_sandbox": settings.sandbox, "havn_test_mode": settings.test_mode,
                 "havn_base_url": settings.base_url, "havn_conversion": settings.currency_conversion}
 
+    @app.context_processor
+    def _page_marker() -> Dict[str, str]:
+        # <body data-page="projects.show" data-render="…">: which page this is and which rendering of
+        # it, so a script (or the browser test) tells a freshly loaded page from the one it replaced.
+        return {"render_id": secrets.token_hex(8)}
+
     @app.get("/")
     def index() -> Any:
         return redirect(url_for("projects.index"))
