@@ -20,7 +20,7 @@ import secrets
 from typing import Any, Dict, Mapping, Optional
 
 from flask import Flask, redirect, render_template, request, url_for
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]  # Flask-WTF ships no py.typed
 from werkzeug.exceptions import HTTPException
 
 from .extensions import csrf, db, havn

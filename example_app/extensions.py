@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]  # Flask-WTF ships no py.typed
 
 from flask_havn import HAVN
 
