@@ -13,7 +13,7 @@ PORT="${HAVN_TEST_POSTGRES_PORT:-54329}"
 CLUSTER="havn_test"
 ROLE="havn"
 PASSWORD="havn"
-DATABASE="havn_test"
+DATABASE="${HAVN_TEST_POSTGRES_DATABASE:-havn_test}"   # another name keeps parallel runs apart
 
 log() { echo "postgres.sh: $*" >&2; }
 
