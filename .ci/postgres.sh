@@ -17,6 +17,11 @@ DATABASE="${HAVN_TEST_POSTGRES_DATABASE:-havn_test}"   # another name keeps para
 
 log() { echo "postgres.sh: $*" >&2; }
 
+if ! [[ "$DATABASE" =~ ^[a-z_][a-z0-9_]*$ ]]; then
+    log "HAVN_TEST_POSTGRES_DATABASE must be a plain lower-case name, not '$DATABASE'"
+    exit 1
+fi
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
