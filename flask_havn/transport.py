@@ -44,6 +44,7 @@ from .errors import (
     HAVNNotFoundError,
     HAVNRateLimitError,
     HAVNValidationError,
+    redact,
 )
 from .signing import canonical_json, sign_body
 
@@ -61,7 +62,6 @@ logger = logging.getLogger("flask_havn.transport")
 DEFAULT_BASE_URL = "https://api.havn.com"
 #: Statuses worth another attempt: rate limited, or a server/gateway failure.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_REDACTED = "***"
 #: Longest piece of HAVN's own error text copied into an error message.
 _MAX_SERVER_TEXT = 500
 
@@ -99,10 +99,7 @@ def derived_idempotency_key(prefix: str, identity: str) -> str:
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    return text
+    return redact(text, secrets)  # whole tokens for short secrets (errors.redact)
 
 
 def _redact_obj(value: Any, secrets: Sequence[str]) -> Any:

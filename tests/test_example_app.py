@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_wtf.csrf import CSRFProtect
 
 from example_app import create_app, db, havn
 from example_app.forms import parse_team
@@ -192,11 +193,26 @@ def test_checkout_ignores_hostile_project_ids(shop: Shop, network: SimpleNamespa
 
 def test_a_post_without_the_csrf_token_is_refused_and_writes_nothing(shop: Shop) -> None:
     response = shop.client.post("/projects", data={"project_name": "Sneaky"})
-    assert response.status_code == 400
-    assert "reload the page" in text(response)
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "The CSRF token is missing. The form expired or did not come from ShopEasy; reload the page" \
+        in text(response)
     assert shop.rows(shop.models.Project) == []
+    assert shop.token  # the session now holds a real token; a forged one still fails
     forged = shop.client.post("/projects", data={"project_name": "Sneaky", "csrf_token": "forged"})
-    assert forged.status_code == 400 and shop.rows(shop.models.Project) == []
+    assert forged.status_code == 400 and "The CSRF token is invalid." in text(forged)
+    assert shop.rows(shop.models.Project) == []
+
+
+def test_flask_wtf_guards_every_post_but_the_signed_webhook_endpoint(shop: Shop) -> None:
+    assert isinstance(shop.app.extensions["csrf"], CSRFProtect)
+    # flask_havn's JSON routes are guarded too, and still answer JSON.
+    api = shop.client.post("/havn/projects", json={"project_name": "Sneaky"})
+    assert api.status_code == 400 and api.is_json and api.get_json()["message"] == "The CSRF token is missing."
+    # HAVN's signed events carry no CSRF token: flask_havn exempted its endpoint from CSRFProtect.
+    event = shop.send_event({"id": "evt_csrf", "type": "havn.unknown", "data": {}})
+    assert event.status_code == 200
+    assert shop.rows(shop.models.WebhookEvent)[0].id == "evt_csrf"
+    assert shop.rows(shop.models.Project) == []
 
 
 # -- projects ----------------------------------------------------------------------------------
