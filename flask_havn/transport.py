@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 
+from ._version import __version__
 from .errors import (
     HAVNAPIError,
     HAVNAuthError,
@@ -77,15 +78,6 @@ _HINTS: Dict[int, str] = {
     429: "Too many requests: wait retry_after seconds before calling HAVN again.",
 }
 _SERVER_HINT = "HAVN had a server error that persisted after retries; try again later or contact HAVN support."
-
-
-def _client_version() -> str:
-    """``flask_havn.__version__`` read lazily (the package imports us, not the other way round)."""
-    try:
-        from . import __version__
-        return str(__version__)
-    except ImportError:  # pragma: no cover - only during a partial import
-        return "unknown"
 
 
 def _is_header_token(value: Any) -> bool:
@@ -295,7 +287,7 @@ class Transport:
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self._session = session
-        self.user_agent = f"flask-havn/{_client_version()} python-requests/{requests.__version__}"
+        self.user_agent = f"flask-havn/{__version__} python-requests/{requests.__version__}"
 
     # -- lifecycle ---------------------------------------------------------
 
