@@ -1,16 +1,18 @@
-"""Run every benchmark: ``python -m bench`` (``--quick`` for a smoke run, as CI does)."""
+"""Run every benchmark: ``python -m bench`` (``--quick`` for the smoke run CI does: ``make bench BENCH_ARGS=--quick``)."""
 from __future__ import annotations
 
 import sys
 
-from . import bench_transport, bench_webhooks
+from . import bench_client, bench_transport, bench_webhooks
 
 
 def main(argv: list) -> int:
     quick = "--quick" in argv
-    print("flask_havn benchmarks (ratio = ours / baseline, measured in this run; below 1.0 is faster)")
+    print("flask_havn benchmarks (ratio = ours / baseline, measured in this run; below 1.0 is faster)"
+          + (" — quick mode: too few rounds for the figures to mean much" if quick else ""))
     bench_transport.run(quick)
     bench_webhooks.run(quick)
+    bench_client.run(quick)
     return 0
 
 
