@@ -1,9 +1,9 @@
-"""Run every benchmark: ``python -m bench`` (``--quick`` for the smoke run CI does: ``make bench BENCH_ARGS=--quick``)."""
+"""Run every benchmark: ``python -m bench`` (``--quick``: the smoke run CI does, ``make bench BENCH_ARGS=--quick``)."""
 from __future__ import annotations
 
 import sys
 
-from . import bench_client, bench_transport, bench_webhooks
+from . import bench_bulk, bench_client, bench_transport, bench_webhooks
 
 
 def main(argv: list) -> int:
@@ -13,6 +13,7 @@ def main(argv: list) -> int:
     bench_transport.run(quick)
     bench_webhooks.run(quick)
     bench_client.run(quick)
+    bench_bulk.run(quick)
     return 0
 
 

@@ -1,13 +1,15 @@
-"""``client.users.sync_bulk`` of 10,000 members (200 requests of 50) against 200 raw posts, and its peak memory.
+"""``users.sync_bulk`` of 10,000 members (200 requests of 50) against 200 raw posts, and its peak memory.
 
-Time: our bulk sync against ``requests.Session.post`` of exactly the 200
-bodies (and headers) our client sends, to the same loopback keep-alive server
-answering every batch with the same bytes: a small fixed answer (the SDK
-fixture's result items) and a sandbox-full-size one (what the HAVN sandbox
-answers for 50 new members, about 28 KiB). Memory: tracemalloc's peak while
-syncing with the full-size answer, the list form (keeps every result) and
-the streaming form (``iter_sync_bulk``, keeps none), against 200 raw posts
-that keep every parsed answer (the list form's floor) or none.
+Time: our bulk sync (``sync_bulk``, and the streaming ``iter_sync_bulk``)
+against ``requests.Session.post`` of exactly the 200 bodies (and headers) our
+client sends, to the same loopback keep-alive server answering every batch
+with the same bytes: a small fixed answer (the SDK fixture's result items)
+and a sandbox-full-size one (what the HAVN sandbox answers for 50 new
+members, about 28 KiB). A third line reads every row after ``sync_bulk``
+and compares with raw posts that also decode each answer. Memory:
+tracemalloc's peak while syncing with the full-size answer, the list form
+(keeps every row) against raw posts that keep every decoded answer (its
+floor), and the streaming form (keeps none) against raw posts keeping none.
 """
 from __future__ import annotations
 
@@ -76,7 +78,13 @@ def wire_requests(url: str, users: List[Dict[str, Any]], answer: bytes) -> List[
 
 
 def measure_time(count: int, answer: bytes, *, rounds: int) -> Dict[str, float]:
-    """Seconds per whole sync of ``count`` members: ``ours`` and ``raw`` (the same bodies, posted)."""
+    """Seconds per whole sync of ``count`` members, candidates taking turns.
+
+    ``list``: ``sync_bulk``; ``stream``: ``iter_sync_bulk`` consumed;
+    ``list_read``: ``sync_bulk`` then every row's ``email`` and ``user_id``
+    read (what the project service does); ``raw``: the same bodies posted;
+    ``raw_decoded``: posted and every answer decoded with ``json.loads``.
+    """
     users = members(count)
     with fixed_answer_server(answer) as url:
         sent = wire_requests(url, users, answer)
@@ -84,17 +92,31 @@ def measure_time(count: int, answer: bytes, *, rounds: int) -> Dict[str, float]:
         raw_session = requests.Session()
         endpoint = url + PATH
 
-        def ours() -> None:
+        def as_list() -> None:
             client.users.sync_bulk(users, batch_size=BATCH)
+
+        def as_stream() -> None:
+            for _batch in client.users.iter_sync_bulk(users, batch_size=BATCH):
+                pass
+
+        def as_list_read() -> None:
+            for row in client.users.sync_bulk(users, batch_size=BATCH).results:
+                _ = (row.email, row.user_id)
 
         def raw_posts() -> None:
             for body, headers in sent:
-                raw_session.post(endpoint, data=body, headers=headers, timeout=(30, 30)).content
+                _ = raw_session.post(endpoint, data=body, headers=headers, timeout=(30, 30)).content
 
+        def raw_decoded() -> None:
+            for body, headers in sent:
+                json.loads(raw_session.post(endpoint, data=body, headers=headers, timeout=(30, 30)).content)
+
+        candidates = {"list": as_list, "stream": as_stream, "list_read": as_list_read, "raw": raw_posts,
+                      "raw_decoded": raw_decoded}
         try:
-            ours()
-            raw_posts()
-            return best_of_alternating({"ours": ours, "raw": raw_posts}, rounds=rounds, number=1)
+            for fn in candidates.values():
+                fn()  # warm up
+            return best_of_alternating(candidates, rounds=rounds, number=1)
         finally:
             client.close()
             raw_session.close()
@@ -120,7 +142,7 @@ def measure_memory(count: int, answer: bytes) -> Dict[str, float]:
         with HAVNClient(api_key=API_KEY, webhook_secret=SECRET, base_url=url) as client, \
                 requests.Session() as raw_session:
             client.users.sync_bulk(users[:BATCH], batch_size=BATCH)  # connection and caches warm, untraced
-            raw_session.post(endpoint, data=sent[0][0], headers=sent[0][1]).content
+            _ = raw_session.post(endpoint, data=sent[0][0], headers=sent[0][1]).content
 
             def keep_all() -> None:
                 kept = [raw_session.post(endpoint, data=body, headers=headers).json() for body, headers in sent]
@@ -131,9 +153,7 @@ def measure_memory(count: int, answer: bytes) -> Dict[str, float]:
                     raw_session.post(endpoint, data=body, headers=headers).json()
 
             peaks["list"] = _peak(lambda: client.users.sync_bulk(users, batch_size=BATCH))
-            iter_sync = getattr(client.users, "iter_sync_bulk", None)
-            if iter_sync is not None:
-                peaks["stream"] = _peak(lambda: [None for _ in iter_sync(users, batch_size=BATCH)])
+            peaks["stream"] = _peak(lambda: [None for _ in client.users.iter_sync_bulk(users, batch_size=BATCH)])
             peaks["raw_keep_all"] = _peak(keep_all)
             peaks["raw_keep_none"] = _peak(keep_none)
         return peaks
@@ -147,24 +167,33 @@ def _report_memory(name: str, ours: float, baseline: float, baseline_name: str, 
     print(line)
 
 
-def run(quick: bool = False) -> Dict[str, Dict[str, float]]:
-    count, rounds = (1_000, 2) if quick else (FULL_MEMBERS, 5)
+def measure(count: int, *, rounds: int) -> Dict[str, Dict[str, float]]:
+    """Every figure for a sync of ``count`` members: times with each answer, and peak memory."""
     full = sandbox_answer()
-    figures = {
+    return {
         "fixed": measure_time(count, fixed_answer(), rounds=rounds),
         "full": measure_time(count, full, rounds=rounds),
         "memory": measure_memory(count, full),
     }
-    label = f"sync_bulk {count:,} members"
+
+
+def run(quick: bool = False) -> Dict[str, Dict[str, float]]:
+    count = 1_000 if quick else FULL_MEMBERS
+    figures = measure(count, rounds=2 if quick else 7)
+    label = f"{count:,} members"
+    posts = f"{count // BATCH} raw posts"
     for kind, what in (("fixed", "fixed answer"), ("full", "sandbox-size answer")):
         times = figures[kind]
-        report(f"{label}, {what}", times["ours"], times["raw"], f"{count // BATCH} raw posts", goal=GOAL)
+        report(f"sync_bulk {label}, {what}", times["list"], times["raw"], posts, goal=GOAL)
+        report(f"iter_sync_bulk {label}, {what}", times["stream"], times["raw"], posts, goal=GOAL)
+        report(f"sync_bulk + rows read {label}, {what}", times["list_read"], times["raw_decoded"],
+               posts + " + json.loads")
     peaks = figures["memory"]
     goal_mb = MEMORY_GOAL_MB if count == FULL_MEMBERS else 0.0
-    _report_memory(f"{label}, peak memory (list)", peaks["list"], peaks["raw_keep_all"], "raw, kept", goal_mb)
-    if "stream" in peaks:
-        _report_memory(f"{label}, peak memory (iter_sync_bulk)", peaks["stream"], peaks["raw_keep_none"],
-                       "raw, none kept", goal_mb)
+    _report_memory(f"sync_bulk {label}, peak memory", peaks["list"], peaks["raw_keep_all"],
+                   "raw, answers kept", goal_mb)
+    _report_memory(f"iter_sync_bulk {label}, peak memory", peaks["stream"], peaks["raw_keep_none"],
+                   "raw, none kept", goal_mb)
     return figures
 
 

@@ -84,7 +84,7 @@ def measure(*, number: int, rounds: int) -> Dict[str, float]:
             client.transactions.send(**SEND)
 
         def raw_post() -> None:
-            raw_session.post(endpoint, data=body, headers=headers, timeout=(30, 30)).content
+            _ = raw_session.post(endpoint, data=body, headers=headers, timeout=(30, 30)).content
 
         candidates = {"ours": ours, "raw": raw_post}
         havn = load_sdk()

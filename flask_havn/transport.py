@@ -487,9 +487,8 @@ class Transport:
         """One attempt; the answer is read whole before this returns (inside the attempt's deadline)."""
         timeout = (self.timeout, self.timeout)
         if self._shared_session is not None:
-            headers = dict(self._user_headers())
-            headers.update(call_headers)
-            return self._shared_session.request(method, url, data=body, params=query, headers=headers,
+            return self._shared_session.request(method, url, data=body, params=query,
+                                                headers={**self._user_headers(), **call_headers},
                                                 timeout=timeout, allow_redirects=False)
         # Our own sessions skip Session.request: the environment was read once per session,
         # there is no auth, no params and no hooks to merge, and the URL is prepared once.
@@ -519,9 +518,13 @@ class Transport:
         payload: Optional[Mapping[str, Any]] = None,
         params: Optional[Mapping[str, Any]] = None,
         idempotency_key: Optional[str] = None,
+        body: Optional[bytes] = None,
     ) -> Dict[str, Any]:
         """Send one API call (with retries); return HAVN's JSON object.
 
+        ``payload`` is serialised with :func:`~flask_havn.signing.canonical_json`;
+        ``body`` instead passes bytes the caller already made that way (sent
+        and signed as they are), e.g. to serialise a large batch only once.
         A 2xx whose body is empty or not JSON gives ``{"success": True}``; a 2xx
         whose JSON is not an object gives ``{"success": True, "data": <it>}``.
         Raises :class:`HAVNNetworkError` or a :class:`HAVNAPIError` subclass.
@@ -530,8 +533,10 @@ class Transport:
         """
         method = method.upper()
         url = self.base_url + "/" + path.lstrip("/")
-        body: Optional[bytes] = None
-        if method not in ("GET", "HEAD", "DELETE") or payload is not None:
+        if body is not None:
+            if payload is not None or not isinstance(body, bytes):
+                raise HAVNValidationError("body", "must be bytes of canonical JSON, and only without payload")
+        elif method not in ("GET", "HEAD", "DELETE") or payload is not None:
             try:
                 body = canonical_json(payload if type(payload) is dict else dict(payload or {}))
             except (TypeError, ValueError) as exc:
