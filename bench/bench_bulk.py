@@ -180,6 +180,12 @@ def measure(count: int, *, rounds: int) -> Dict[str, Dict[str, float]]:
 def run(quick: bool = False) -> Dict[str, Dict[str, float]]:
     count = 1_000 if quick else FULL_MEMBERS
     figures = measure(count, rounds=2 if quick else 7)
+    print_figures(count, figures)
+    return figures
+
+
+def print_figures(count: int, figures: Dict[str, Dict[str, float]]) -> None:
+    """The lines of :func:`run`: ours, baseline, ratio and goal for each figure."""
     label = f"{count:,} members"
     posts = f"{count // BATCH} raw posts"
     for kind, what in (("fixed", "fixed answer"), ("full", "sandbox-size answer")):
@@ -194,7 +200,6 @@ def run(quick: bool = False) -> Dict[str, Dict[str, float]]:
                    "raw, answers kept", goal_mb)
     _report_memory(f"iter_sync_bulk {label}, peak memory", peaks["stream"], peaks["raw_keep_none"],
                    "raw, none kept", goal_mb)
-    return figures
 
 
 if __name__ == "__main__":

@@ -106,12 +106,17 @@ def measure(*, number: int, rounds: int) -> Dict[str, float]:
 
 def run(quick: bool = False) -> Dict[str, float]:
     figures = measure(number=20, rounds=2) if quick else measure(number=300, rounds=9)
+    print_figures(figures)
+    return figures
+
+
+def print_figures(figures: Dict[str, float]) -> None:
+    """The lines of :func:`run`: ours, baseline, ratio and goal for each figure."""
     report("transactions.send", figures["ours"], figures["raw"], "raw Session.post", goal=GOAL_RAW)
     if "sdk" in figures:
         report("transactions.send", figures["ours"], figures["sdk"], "official SDK", goal=GOAL_SDK)
     else:
         print(f"transactions.send vs official SDK: skipped ({SDK_PATH} not found)")
-    return figures
 
 
 if __name__ == "__main__":
