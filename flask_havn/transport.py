@@ -1,7 +1,9 @@
-"""HTTP transport to HAVN: pooled session, signing, retries, error mapping. No Flask.
+"""HTTP transport to HAVN: a pooled session per thread, signing, deadlines, retries, error mapping. No Flask.
 
 One :class:`Transport` per app (the extension keeps it in ``app.extensions``);
-clients borrow it. Wire choices, each deliberate:
+clients borrow it. Each thread gets its own ``requests.Session`` (``requests``
+does not promise one is safe to share), and each attempt a total deadline of
+``timeout`` seconds (:mod:`flask_havn._deadline`). Wire choices, each deliberate:
 
 * POST bodies are exactly ``signing.canonical_json(payload)`` — the bytes that
   are signed are the bytes that are sent (contract §11.3), so HAVN can verify
@@ -297,7 +299,8 @@ class _ThreadSessions:
                     session.mount(prefix, adapter)
                 self._open.add(session)
         lease = _Lease(session, generation, headers)
-        weakref.finalize(lease, self._release, session, headers, generation).atexit = False
+        # A weak reference back: a lease (alive as long as its thread) must not keep the transport alive.
+        weakref.finalize(lease, _release_lease, weakref.ref(self), session, headers, generation).atexit = False
         self._local.lease = lease
         return lease
 
@@ -327,6 +330,16 @@ class _ThreadSessions:
             self._idle.clear()
         for session in sessions:
             session.close()
+
+
+def _release_lease(pool: "weakref.ref[_ThreadSessions]", session: requests.Session, headers: CaseInsensitiveDict,
+                   generation: int) -> None:
+    """A lease's thread ended (or its transport went away): hand the session back, or close it."""
+    sessions = pool()
+    if sessions is None:
+        session.close()
+    else:
+        sessions._release(session, headers, generation)
 
 
 class Transport:

@@ -1,50 +1,21 @@
 """One requests.Session per thread inside a Transport: mounts reach all of them, close() closes all of them."""
 from __future__ import annotations
 
+import gc
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterator, List, Tuple
+import weakref
+from typing import Any, Dict, List
 
 import pytest
 import requests
 
+from _client_fixtures import *  # noqa: F401,F403 - fixtures (keepalive_server)
+from _client_fixtures import KEEPALIVE_ANSWER
 from flask_havn.transport import Transport
 
 ANSWER = json.dumps({"success": True}).encode()
 SANDBOX = "http://havn-sandbox.invalid"
-
-
-@pytest.fixture
-def keepalive_server() -> Iterator[Tuple[str, List[int]]]:
-    """A loopback HTTP/1.1 keep-alive server recording the client port of every request."""
-    ports: List[int] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            ports.append(self.client_address[1])
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(ANSWER)))
-            self.end_headers()
-            self.wfile.write(ANSWER)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", ports
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 class Recording(requests.adapters.BaseAdapter):
@@ -96,7 +67,7 @@ def test_threads_get_their_own_sessions_with_every_mount_and_close_closes_them_a
     transport.mount(SANDBOX, early)
 
     def work() -> requests.Session:
-        assert transport.request("POST", "/x", payload={}) == {"success": True}
+        assert transport.request("POST", "/x", payload={}) == KEEPALIVE_ANSWER
         return transport.session
 
     first, second = _in_two_threads(work)
@@ -159,7 +130,7 @@ def test_a_transport_works_again_after_close_with_new_sessions(keepalive_server)
     transport.request("POST", "/x", payload={})
     before = transport.session
     transport.close()
-    assert transport.request("POST", "/x", payload={}) == {"success": True}
+    assert transport.request("POST", "/x", payload={}) == KEEPALIVE_ANSWER
     assert transport.session is not before
     transport.close()
     assert len(ports) == 2 and ports[0] != ports[1]
@@ -178,3 +149,17 @@ def test_environment_proxies_are_read_once_per_session(keepalive_server, monkeyp
     with Transport(api_key="k", webhook_secret="s", base_url="https://api.havn.com") as remote:
         assert remote.session.proxies.get("http") == "http://proxy.invalid:3128"
     assert len(ports) == 1
+
+
+def test_a_transport_dropped_without_close_is_freed_and_its_session_closed(keepalive_server):
+    url, ports = keepalive_server
+    transport = Transport(api_key="k", webhook_secret="s", base_url=url)
+    transport.request("POST", "/x", payload={})
+    session = transport.session
+    assert len(session.get_adapter(url).poolmanager.pools) == 1
+    alive = weakref.ref(transport)
+    del transport
+    gc.collect()
+    # This (long-lived) thread still ran a call: its session must not pin the transport.
+    assert alive() is None
+    assert len(session.get_adapter(url).poolmanager.pools) == 0
