@@ -556,6 +556,10 @@ class AuthResource(_Resource):
 class HAVNClient:
     """The HAVN API. Pass credentials, or a ready :class:`Transport` (the Flask extension does).
 
+    ``timeout`` is the most one attempt may take in all (connect, send and the
+    whole answer); with ``max_retries`` and the waits between attempts, a call
+    takes at most ``client.transport.max_call_seconds()``.
+
     Client options (allowed with either): ``default_payment_gateway`` — the
     gateway label ``transactions.send`` uses when a call names none;
     ``bulk_max_size`` — users per bulk-sync request, the default and the cap
