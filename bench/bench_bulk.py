@@ -179,7 +179,7 @@ def measure(count: int, *, rounds: int) -> Dict[str, Dict[str, float]]:
 
 def run(quick: bool = False) -> Dict[str, Dict[str, float]]:
     count = 1_000 if quick else FULL_MEMBERS
-    figures = measure(count, rounds=2 if quick else 7)
+    figures = measure(count, rounds=2 if quick else 11)
     print_figures(count, figures)
     return figures
 

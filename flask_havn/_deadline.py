@@ -65,21 +65,21 @@ class _DeadlineMixin:
         if current is None or current > remaining:
             self.settimeout(remaining)  # type: ignore[attr-defined]
 
-    def recv(self, *args: Any) -> bytes:
+    def recv(self, *args: Any, **kwargs: Any) -> bytes:
         self._within_deadline()
-        return super().recv(*args)  # type: ignore[misc]
+        return super().recv(*args, **kwargs)  # type: ignore[misc]
 
-    def recv_into(self, *args: Any) -> int:
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
         self._within_deadline()
-        return super().recv_into(*args)  # type: ignore[misc]
+        return super().recv_into(*args, **kwargs)  # type: ignore[misc]
 
-    def send(self, *args: Any) -> int:
+    def send(self, *args: Any, **kwargs: Any) -> int:
         self._within_deadline()
-        return super().send(*args)  # type: ignore[misc]
+        return super().send(*args, **kwargs)  # type: ignore[misc]
 
-    def sendall(self, *args: Any) -> None:
+    def sendall(self, *args: Any, **kwargs: Any) -> None:
         self._within_deadline()
-        super().sendall(*args)  # type: ignore[misc]
+        super().sendall(*args, **kwargs)  # type: ignore[misc]
 
 
 class _DeadlineSocket(_DeadlineMixin, socket.socket):
