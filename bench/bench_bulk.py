@@ -30,7 +30,8 @@ from ._timing import best_of_alternating, report
 API_KEY, SECRET = "ak_bench_0123456789", "bench-secret"
 PATH = "/api/v1/webhook/user-sync"
 BATCH = 50
-#: ours / raw posts must stay at or below this; the peak below MEMORY_GOAL_MB (for 10,000 members).
+#: Goals (issue 16): with the fixed answer, ours / raw posts at or below GOAL; with the sandbox-size
+#: answer, the peak of a 10,000-member sync below MEMORY_GOAL_MB. The other lines are for reading.
 GOAL = 1.15
 MEMORY_GOAL_MB = 20.0
 FULL_MEMBERS = 10_000
@@ -188,10 +189,10 @@ def print_figures(count: int, figures: Dict[str, Dict[str, float]]) -> None:
     """The lines of :func:`run`: ours, baseline, ratio and goal for each figure."""
     label = f"{count:,} members"
     posts = f"{count // BATCH} raw posts"
-    for kind, what in (("fixed", "fixed answer"), ("full", "sandbox-size answer")):
+    for kind, what, goal in (("fixed", "fixed answer", GOAL), ("full", "sandbox-size answer", None)):
         times = figures[kind]
-        report(f"sync_bulk {label}, {what}", times["list"], times["raw"], posts, goal=GOAL)
-        report(f"iter_sync_bulk {label}, {what}", times["stream"], times["raw"], posts, goal=GOAL)
+        report(f"sync_bulk {label}, {what}", times["list"], times["raw"], posts, goal=goal)
+        report(f"iter_sync_bulk {label}, {what}", times["stream"], times["raw"], posts, goal=goal)
         report(f"sync_bulk + rows read {label}, {what}", times["list_read"], times["raw_decoded"],
                posts + " + json.loads")
     peaks = figures["memory"]

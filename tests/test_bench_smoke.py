@@ -51,7 +51,7 @@ def test_bulk_sync_benchmark_runs(capsys):
     capsys.readouterr()  # drop anything measuring printed
     bench_bulk.print_figures(count, figures)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 8 and sum("goal ≤ 1.15" in line for line in lines) == 4
+    assert len(lines) == 8 and sum("goal ≤ 1.15" in line for line in lines) == 2
     assert "2 raw posts" in lines[0] and "peak memory" in lines[-1]
 
 
