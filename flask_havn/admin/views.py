@@ -26,6 +26,7 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.form import SecureForm
+from flask_admin.theme import Bootstrap4Theme
 from markupsafe import Markup
 
 from ..errors import HAVNError
@@ -436,7 +437,7 @@ def create_admin(app: Any, *, url: str, name: str, authorize: Optional[Authorize
     """A new :class:`flask_admin.Admin` on ``app`` at ``url`` whose home is the HAVN dashboard."""
     index = ConsoleIndexView(name="Home", url=url, endpoint="havn_console")
     index.havn_authorize = authorize
-    return Admin(app, name=name, url=url, index_view=index)
+    return Admin(app, name=name, url=url, index_view=index, theme=Bootstrap4Theme(base_template="havn_admin/base.html"))
 
 
 def templates_registered(app: Any) -> None:
