@@ -159,7 +159,7 @@ def test_payments_list_formats_money_and_filters_by_state_currency_project_date(
     since = client.get(f"{URL}/havn/payments/?flt0_created_at_greater_than="
                        f"{created.replace(year=created.year + 1):%Y-%m-%d %H:%M:%S}").get_data(as_text=True)
     assert "10.00 USD" not in since and "25.00 EUR" not in since
-    for path in ("new/", f"edit/?id={ids['sent']}", f"delete/"):
+    for path in ("new/", f"edit/?id={ids['sent']}", "delete/"):
         assert client.get(f"{URL}/havn/payments/{path}").status_code in (302, 403, 404, 405), path
 
 
@@ -190,10 +190,11 @@ def test_bulk_actions_over_mixed_states_report_each_row(console: Any) -> None:
     page = _act(client, "payments", "retry", [ids["sent"], ids["pending"]])
     assert f"Payment {ids['sent']}: refused — " in page and "already delivered" in page
     assert f"Payment {ids['pending']}: refused — " in page and "complete it first" in page
-    page = _act(client, "payments", "deliver", [ids["sent"], ids["pending"], 999999])
+    page = _act(client, "payments", "deliver", [ids["sent"], ids["pending"], 999999, "abc"])
     assert f"Payment {ids['sent']}: nothing to do — it is sent (not due now)" in page
     assert f"Payment {ids['pending']}: nothing to do — it is pending (not due now)" in page
     assert "Payment 999999: refused — " in page
+    assert "Payment abc: refused — not a row id" in page
 
 
 def test_deliver_now_reports_a_failure_and_then_a_delivery(make_host: Any) -> None:

@@ -36,8 +36,8 @@ def _dead_payment(app: Any) -> int:
         return int(payment.id)
 
 
-def test_an_operator_requeues_a_dead_payment_from_the_console(serve_shopeasy: Callable[..., str],
-                                                               browser: Any) -> None:
+def test_an_operator_requeues_a_dead_payment_from_the_console(serve_shopeasy: Callable[..., str],  # noqa: F811
+                                                               browser: Any) -> None:  # noqa: F811
     url = serve_shopeasy(SHOPEASY_OPERATOR_PASSWORD=PASSWORD, HAVN_DELIVERY_MAX_ATTEMPTS=1)
     payment_id = _dead_payment(serve_shopeasy.apps[-1])
     me = Person(browser, url)

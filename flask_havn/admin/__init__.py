@@ -36,7 +36,7 @@ def init_admin(admin: Any = None, *, app: Optional[Flask] = None, url: str = DEF
     the extension's database.
     """
     try:
-        import flask_admin  # noqa: F401
+        import flask_admin  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         raise HAVNConfigError(f"The HAVN operator console needs Flask-Admin: {INSTALL_HINT}") from None
     from . import views

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import sqlalchemy as sa
 from flask import abort, flash, has_request_context, redirect, url_for
-from flask_admin import Admin, AdminIndexView, BaseView, expose
-from flask_admin.actions import action
-from flask_admin.contrib.sqla import ModelView
-from flask_admin.contrib.sqla.filters import FilterEqual
-from flask_admin.form import SecureForm
-from flask_admin.theme import Bootstrap4Theme
+from flask_admin import Admin, AdminIndexView, BaseView, expose  # type: ignore[import-untyped]  # no py.typed
+from flask_admin.actions import action  # type: ignore[import-untyped]
+from flask_admin.contrib.sqla import ModelView  # type: ignore[import-untyped]
+from flask_admin.contrib.sqla.filters import FilterEqual  # type: ignore[import-untyped]
+from flask_admin.form import SecureForm  # type: ignore[import-untyped]
+from flask_admin.theme import Bootstrap4Theme  # type: ignore[import-untyped]
 from markupsafe import Markup
 
 from ..errors import HAVNError
@@ -78,14 +78,24 @@ class _Guarded:
         abort(403)
 
 
-def _report(rows: Iterable[Tuple[str, str, str]]) -> None:
-    """Flash one message per row: ``(row label, what happened, category)``."""
-    for label, what, category in rows:
-        flash(f"{label}: {what}", category)
+Outcome = Tuple[str, str]
 
 
-def _failure(exc: HAVNError) -> Tuple[str, str]:
-    return f"refused — {exc}", "error"
+def _each(kind: str, ids: Sequence[str], one: Callable[[str], Outcome]) -> None:
+    """Run ``one(id)`` for every selected row and flash, per row, what happened and how it went.
+
+    ``one`` returns ``(what happened, flash category)``; a :class:`HAVNError`
+    the services raise (refused, conflict, unknown id) is that row's report,
+    never a failed page, and the other rows still run.
+    """
+    for ident in ids:
+        try:
+            what, category = one(ident)
+        except HAVNError as exc:
+            what, category = f"refused — {exc}", "error"
+        except ValueError:  # a forged row id (Flask-Admin's checkboxes only send real ones)
+            what, category = "refused — not a row id", "error"
+        flash(f"{kind} {ident}: {what}", category)
 
 
 class _HAVNModelView(_Guarded, ModelView):
@@ -152,20 +162,16 @@ class ProjectView(_HAVNModelView):
     def action_sync_owner(self, ids: Sequence[str]) -> None:
         """``projects.sync_owner(project, owner.email, owner.name)`` for each selected project."""
         projects = get_state().projects
-        outcomes: List[Tuple[str, str, str]] = []
-        for ident in ids:
-            label = f"Project {ident}"
-            try:
-                project = projects.get(int(ident))
-                owner = _owner_of(project)
-                if owner is None:
-                    outcomes.append((label, "skipped — it has no owner to sync yet", "warning"))
-                    continue
-                project = projects.sync_owner(project, owner.email, owner.name)
-                outcomes.append((label, f"synced — referral code {project.referral_code}", "success"))
-            except HAVNError as exc:
-                outcomes.append((label, *_failure(exc)))
-        _report(outcomes)
+
+        def sync(ident: str) -> Outcome:
+            project = projects.get(int(ident))
+            owner = _owner_of(project)
+            if owner is None:
+                return "skipped — it has no owner to sync yet", "warning"
+            project = projects.sync_owner(project, owner.email, owner.name)
+            return f"synced — referral code {project.referral_code}", "success"
+
+        _each("Project", ids, sync)
 
 
 def _project_options() -> List[Tuple[str, str]]:
@@ -261,50 +267,32 @@ class PaymentView(_HAVNModelView):
     def action_deliver(self, ids: Sequence[str]) -> None:
         """``outbox.attempt(payment)`` for each: sent, failed (and why), or why nothing was due."""
         outbox = get_state().outbox
-        outcomes: List[Tuple[str, str, str]] = []
-        for ident in ids:
-            label = f"Payment {ident}"
-            try:
-                attempt = outbox.attempt(int(ident))
-            except HAVNError as exc:
-                outcomes.append((label, *_failure(exc)))
-                continue
-            outcomes.append((label, *_attempt_text(attempt)))
-        _report(outcomes)
+        _each("Payment", ids, lambda ident: _attempt_text(outbox.attempt(int(ident))))
 
     @action("retry", "Retry", "Put the selected failed or dead payments back in line?")
     def action_retry(self, ids: Sequence[str]) -> None:
         """``payments.retry(payment)`` for each (it refuses sent, converted-failed and in-flight ones)."""
-        _report(self._retry_each(ids, only_dead=False))
+        _each("Payment", ids, lambda ident: _retry(int(ident), only_dead=False))
 
     @action("requeue_dead", "Requeue dead", "Requeue the selected dead payments with a fresh attempt budget?")
     def action_requeue_dead(self, ids: Sequence[str]) -> None:
         """``payments.retry(payment)`` for each selected *dead* payment; any other is skipped and said so."""
-        _report(self._retry_each(ids, only_dead=True))
-
-    def _retry_each(self, ids: Sequence[str], *, only_dead: bool) -> List[Tuple[str, str, str]]:
-        payments = get_state().payments
-        outcomes: List[Tuple[str, str, str]] = []
-        for ident in ids:
-            label = f"Payment {ident}"
-            try:
-                payment = payments.get(int(ident))
-                if only_dead and payment.delivery_state != "dead":
-                    outcomes.append((label, f"skipped — it is {payment.delivery_state}, not dead", "warning"))
-                    continue
-                payment = payments.retry(payment)
-            except HAVNError as exc:
-                outcomes.append((label, *_failure(exc)))
-                continue
-            if payment.delivery_state == "sent":
-                outcomes.append((label, f"requeued and delivered — HAVN transaction {payment.havn_transaction_id}",
-                                 "success"))
-            else:
-                outcomes.append((label, f"requeued — now {payment.delivery_state}", "success"))
-        return outcomes
+        _each("Payment", ids, lambda ident: _retry(int(ident), only_dead=True))
 
 
-def _attempt_text(attempt: Any) -> Tuple[str, str]:
+def _retry(payment_id: int, *, only_dead: bool) -> Outcome:
+    """``payments.retry`` one payment (``only_dead``: skip, and say so, unless it is dead)."""
+    payments = get_state().payments
+    payment = payments.get(payment_id)
+    if only_dead and payment.delivery_state != "dead":
+        return f"skipped — it is {payment.delivery_state}, not dead", "warning"
+    payment = payments.retry(payment)
+    if payment.delivery_state == "sent":
+        return f"requeued and delivered — HAVN transaction {payment.havn_transaction_id}", "success"
+    return f"requeued — now {payment.delivery_state}", "success"
+
+
+def _attempt_text(attempt: Any) -> Outcome:
     payment = attempt.payment
     if attempt.state is None:
         return f"nothing to do — it is {payment.delivery_state} (not due now)", "warning"
@@ -335,19 +323,17 @@ class EventView(_HAVNModelView):
     def action_replay(self, ids: Sequence[str]) -> None:
         """``get_receiver().replay(event_id)`` for each: the event's status after the replay."""
         receiver = get_receiver()
-        outcomes: List[Tuple[str, str, str]] = []
-        for ident in ids:
-            label = f"Event {ident}"
+
+        def replay(ident: str) -> Outcome:
             try:
                 outcome = receiver.replay(ident)
             except LookupError:
-                outcomes.append((label, "not found — no stored event has that id", "error"))
-                continue
+                return "not found — no stored event has that id", "error"
             if outcome.status_code >= 500:
-                outcomes.append((label, f"failed again — {_tail(outcome.error)}", "error"))
-            else:
-                outcomes.append((label, f"replayed — now {outcome.event_status}", "success"))
-        _report(outcomes)
+                return f"failed again — {_tail(outcome.error)}", "error"
+            return f"replayed — now {outcome.event_status}", "success"
+
+        _each("Event", ids, replay)
 
 
 def _tail(text: Optional[str]) -> str:
