@@ -213,53 +213,66 @@ def test_deliver_now_reports_a_failure_and_then_a_delivery(make_host: Any) -> No
     assert f"Payment {payment_id}: delivered — HAVN transaction" in page
 
 
-def test_webhook_events_filter_pretty_payload_and_replay_a_failed_event(console: Any) -> None:
+def _failed_event(host: Any, calls: List[str]) -> None:
+    """Store event ``evt_admin_1`` as failed: a ``webhook_received`` receiver raises on its first delivery only."""
     from flask_havn import signals
     from flask_havn.events import Event
-
-    _, _, b_id, _ = synced_chain(console)
-    event = Event.from_envelope({"id": "evt_admin_1", "type": "transaction.created", "created_at": "2026-01-01T00:00:00Z",
-                                 "test_mode": True, "data": {"transaction_id": "tx_1", "amount": 1000}})
-    calls: List[str] = []
+    from flask_havn.webhooks import get_receiver
 
     def flaky(sender: Any, **kwargs: Any) -> None:
         calls.append(kwargs["event"].id)
         if len(calls) == 1:
             raise RuntimeError("receiver broke")
 
-    signals.webhook_received.connect(flaky)
-    try:
-        from flask_havn.webhooks import get_receiver
+    signals.webhook_received.connect(flaky, weak=False)
+    event = Event.from_envelope({"id": "evt_admin_1", "type": "transaction.created", "created_at": "2026-01-01T00:00:00Z",
+                                 "test_mode": True, "data": {"transaction_id": "tx_1", "amount": 1000}})
+    with host.app.test_request_context():
+        assert get_receiver(host.app).receive(event).event_status == "failed"
 
-        with console.app.test_request_context():
-            assert get_receiver(console.app).receive(event).event_status == "failed"
-        client = console.app.test_client()
-        listed = client.get(f"{URL}/havn/events/?flt0_status_equals=failed").get_data(as_text=True)
-        assert "evt_admin_1" in listed and "RuntimeError: receiver broke" in listed
-        assert "evt_admin_1" not in client.get(f"{URL}/havn/events/?flt0_status_equals=processed").get_data(as_text=True)
-        assert "evt_admin_1" in client.get(f"{URL}/havn/events/?flt0_type_equals=transaction.created").get_data(as_text=True)
-        details = client.get(f"{URL}/havn/events/details/?id=evt_admin_1").get_data(as_text=True)
-        assert '<pre class="havn-json">' in details and "&#34;transaction_id&#34;: &#34;tx_1&#34;" in details
-        page = _act(client, "events", "replay", ["evt_admin_1", "evt_missing"])
-        with console.app.app_context():
-            status = console.db.session.get(console.havn.models.WebhookEvent, "evt_admin_1").status
-        assert status in ("processed", "ignored")  # no longer failed: the receiver ran cleanly this time
-        assert f"Event evt_admin_1: replayed — now {status}" in page
-        assert "Event evt_missing: not found" in page
-    finally:
-        signals.webhook_received.disconnect(flaky)
+
+@pytest.fixture
+def calls() -> Any:
+    """What the flaky receiver saw; it is disconnected after the test."""
+    from flask_havn import signals
+
+    seen: List[str] = []
+    yield seen
+    for receiver in list(signals.webhook_received.receivers.values()):
+        if getattr(receiver, "__name__", "") == "flaky":
+            signals.webhook_received.disconnect(receiver)
+
+
+def test_webhook_events_filter_pretty_payload_and_replay_a_failed_event(console: Any, calls: List[str]) -> None:
+    _failed_event(console, calls)
+    client = console.app.test_client()
+    listed = client.get(f"{URL}/havn/events/?flt0_status_equals=failed").get_data(as_text=True)
+    assert "evt_admin_1" in listed and "RuntimeError: receiver broke" in listed
+    assert "evt_admin_1" not in client.get(f"{URL}/havn/events/?flt0_status_equals=processed").get_data(as_text=True)
+    assert "evt_admin_1" in client.get(f"{URL}/havn/events/?flt0_type_equals=transaction.created").get_data(as_text=True)
+    assert "evt_admin_1" not in client.get(f"{URL}/havn/events/?flt0_type_equals=voucher.used").get_data(as_text=True)
+    details = client.get(f"{URL}/havn/events/details/?id=evt_admin_1").get_data(as_text=True)
+    assert '<pre class="havn-json">' in details and "&#34;transaction_id&#34;: &#34;tx_1&#34;" in details
+    page = _act(client, "events", "replay", ["evt_admin_1", "evt_missing"])
+    with console.app.app_context():
+        status = console.db.session.get(console.havn.models.WebhookEvent, "evt_admin_1").status
+    assert status in ("processed", "ignored")  # no longer failed: the receiver ran cleanly this time
+    assert f"Event evt_admin_1: replayed — now {status}" in page
+    assert "Event evt_missing: not found" in page
     assert calls == ["evt_admin_1", "evt_admin_1"]
 
 
-def test_dashboard_counts_states_dead_letters_failed_events_and_charts_commission(console: Any) -> None:
+def test_dashboard_counts_states_dead_letters_failed_events_and_charts_commission(console: Any,
+                                                                                 calls: List[str]) -> None:
     _, _, b_id, _ = synced_chain(console)
     ids = _payments(console, b_id)
+    _failed_event(console, calls)
     with console.app.app_context():
         sent = console.havn.payments.get(ids["sent"])
         paid, day = sent.total_commission, sent.sent_at.date().isoformat()
     page = console.app.test_client().get(f"{URL}/havn/dashboard/").get_data(as_text=True)
     assert 'id="havn-dead-letters" data-count="1"' in page
-    assert 'id="havn-failed-events" data-count="0"' in page
+    assert 'id="havn-failed-events" data-count="1"' in page
     assert re.search(r'<tr data-state="sent"><th>sent</th>\s*<td class="count"><a [^>]*>1</a>', page)
     assert f'data-day="{day}" data-cents="{paid}"' in page
     assert page.count('class="bar"') == 30
@@ -279,6 +292,11 @@ def test_init_admin_needs_the_database_and_an_app(make_host: Any) -> None:
         host.havn.init_admin(app=host.app)
     with pytest.raises(HAVNConfigError, match="needs the Flask app"):
         host.havn.init_admin(Admin())
+
+
+def test_init_admin_once_per_app(console: Any) -> None:
+    with pytest.raises(HAVNConfigError, match="already on this app"):
+        console.havn.init_admin(app=console.app, url="/second")
 
 
 def test_without_flask_admin_the_package_imports_and_init_admin_names_the_extra() -> None:

@@ -32,8 +32,8 @@ def init_admin(admin: Any = None, *, app: Optional[Flask] = None, url: str = DEF
     ``app`` defaults to ``admin.app``, then the current app; it must already
     have the HAVN extension with a database. ``authorize`` replaces
     ``@havn.authorize`` for the console only (e.g. operators only). Raises
-    :class:`HAVNConfigError` without Flask-Admin, without an app, or without
-    the extension's database.
+    :class:`HAVNConfigError` without Flask-Admin, without an app, without the
+    extension's database, or when the console is already on the app.
     """
     try:
         import flask_admin  # type: ignore[import-untyped]  # noqa: F401
@@ -49,6 +49,8 @@ def init_admin(admin: Any = None, *, app: Optional[Flask] = None, url: str = DEF
                               "or call it inside app.app_context()")
     if authorize is not None and not callable(authorize):
         raise HAVNConfigError("init_admin(authorize=…) needs a function returning True to allow a request")
+    if "havn_dashboard" in target.blueprints:
+        raise HAVNConfigError("the HAVN console is already on this app: call havn.init_admin once per app")
     views.templates_registered(target)
     if admin is None:
         admin = views.create_admin(target, url=url, name=name, authorize=authorize)
