@@ -81,20 +81,22 @@ class _Guarded:
 Outcome = Tuple[str, str]
 
 
-def _each(kind: str, ids: Sequence[str], one: Callable[[str], Outcome]) -> None:
+def _each(kind: str, ids: Sequence[str], one: Callable[[Any], Outcome], *, numeric: bool = True) -> None:
     """Run ``one(id)`` for every selected row and flash, per row, what happened and how it went.
 
     ``one`` returns ``(what happened, flash category)``; a :class:`HAVNError`
     the services raise (refused, conflict, unknown id) is that row's report,
-    never a failed page, and the other rows still run.
+    never a failed page, and the other rows still run. ``numeric``: the ids are
+    integers (a forged one that is not is reported, never passed on).
     """
     for ident in ids:
+        if numeric and not (ident.isascii() and ident.isdigit()):
+            flash(f"{kind} {ident}: refused — not a row id", "error")
+            continue
         try:
-            what, category = one(ident)
+            what, category = one(int(ident) if numeric else ident)
         except HAVNError as exc:
             what, category = f"refused — {exc}", "error"
-        except ValueError:  # a forged row id (Flask-Admin's checkboxes only send real ones)
-            what, category = "refused — not a row id", "error"
         flash(f"{kind} {ident}: {what}", category)
 
 
@@ -163,8 +165,8 @@ class ProjectView(_HAVNModelView):
         """``projects.sync_owner(project, owner.email, owner.name)`` for each selected project."""
         projects = get_state().projects
 
-        def sync(ident: str) -> Outcome:
-            project = projects.get(int(ident))
+        def sync(ident: int) -> Outcome:
+            project = projects.get(ident)
             owner = _owner_of(project)
             if owner is None:
                 return "skipped — it has no owner to sync yet", "warning"
@@ -267,17 +269,17 @@ class PaymentView(_HAVNModelView):
     def action_deliver(self, ids: Sequence[str]) -> None:
         """``outbox.attempt(payment)`` for each: sent, failed (and why), or why nothing was due."""
         outbox = get_state().outbox
-        _each("Payment", ids, lambda ident: _attempt_text(outbox.attempt(int(ident))))
+        _each("Payment", ids, lambda ident: _attempt_text(outbox.attempt(ident)))
 
     @action("retry", "Retry", "Put the selected failed or dead payments back in line?")
     def action_retry(self, ids: Sequence[str]) -> None:
         """``payments.retry(payment)`` for each (it refuses sent, converted-failed and in-flight ones)."""
-        _each("Payment", ids, lambda ident: _retry(int(ident), only_dead=False))
+        _each("Payment", ids, lambda ident: _retry(ident, only_dead=False))
 
     @action("requeue_dead", "Requeue dead", "Requeue the selected dead payments with a fresh attempt budget?")
     def action_requeue_dead(self, ids: Sequence[str]) -> None:
         """``payments.retry(payment)`` for each selected *dead* payment; any other is skipped and said so."""
-        _each("Payment", ids, lambda ident: _retry(int(ident), only_dead=True))
+        _each("Payment", ids, lambda ident: _retry(ident, only_dead=True))
 
 
 def _retry(payment_id: int, *, only_dead: bool) -> Outcome:
@@ -333,7 +335,7 @@ class EventView(_HAVNModelView):
                 return f"failed again — {_tail(outcome.error)}", "error"
             return f"replayed — now {outcome.event_status}", "success"
 
-        _each("Event", ids, replay)
+        _each("Event", ids, replay, numeric=False)
 
 
 def _tail(text: Optional[str]) -> str:
