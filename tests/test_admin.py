@@ -320,3 +320,27 @@ except HAVNConfigError as exc:
                             env={"PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "error"})
     assert result.returncode == 0, result.stderr
     assert 'refused: The HAVN operator console needs Flask-Admin: pip install "flask-havn[admin]"' in result.stdout
+
+
+def test_without_flask_wtf_the_action_forms_use_flask_admins_secure_form(make_host: Any) -> None:
+    """The fallback base (``SecureForm``) also refuses an action without its token and accepts the page's."""
+    from flask_admin.form import SecureForm
+
+    from flask_havn.admin.views import PaymentView, templates_registered
+
+    host = quiet(make_host)(CONFIG)
+    host.havn.authorize(lambda: True)
+    _, _, b_id, _ = synced_chain(host)
+    ids = _payments(host, b_id)
+    templates_registered(host.app)
+    admin = Admin(host.app, url="/plain")
+    admin.add_view(PaymentView(host.models.Payment, host.db, form_base=SecureForm, name="Payments",
+                               endpoint="havn_payments", url="payments"))
+    client = host.app.test_client()
+    action = {"action": "requeue_dead", "rowid": str(ids["dead"]), "url": "/plain/payments/"}
+    refused = client.post("/plain/payments/action/", data=action, follow_redirects=True).get_data(as_text=True)
+    assert "Failed to perform action" in refused
+    page = client.get("/plain/payments/").get_data(as_text=True)
+    done = client.post("/plain/payments/action/", data={"csrf_token": _token(page), **action},
+                       follow_redirects=True).get_data(as_text=True)
+    assert f"Payment {ids['dead']}: requeued and delivered" in done
