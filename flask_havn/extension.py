@@ -193,6 +193,20 @@ class HAVN:
         self._callbacks.rate_provider = callback
         return callback
 
+    def init_admin(self, admin: Any = None, *, app: Optional[Flask] = None, url: str = "/havn-admin",
+                   name: str = "HAVN", authorize: Optional[Callable[[], bool]] = None) -> Any:
+        """Add the operator console (Flask-Admin views, category "HAVN") to ``admin``; return the ``Admin``.
+
+        Without ``admin`` a new ``flask_admin.Admin`` is created at ``url``.
+        Access is deny-by-default: ``authorize`` if given, else the
+        :meth:`authorize` callback. Needs the ``admin`` extra (``pip install
+        "flask-havn[admin]"``; :class:`HAVNConfigError` names it when missing).
+        See :func:`flask_havn.admin.init_admin`.
+        """
+        from .admin import init_admin
+
+        return init_admin(admin, app=app, url=url, name=name, authorize=authorize)
+
     # -- the 0.1 names, kept: each is one call of a service ----------------------
 
     def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> Any:

@@ -54,7 +54,10 @@ def serve_shopeasy(tmp_path: Path) -> Iterator[Callable[..., str]]:
         thread = threading.Thread(target=server.serve_forever, name="shopeasy", daemon=True)
         thread.start()
         running.append((app, server, thread))
+        start.apps.append(app)  # type: ignore[attr-defined]
         return f"http://127.0.0.1:{server.server_port}"
+
+    start.apps = []  # type: ignore[attr-defined]  # the apps started, for a test that prepares rows in-process
 
     try:
         yield start
