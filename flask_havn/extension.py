@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .payments import Payments
     from .projects import Projects
     from .results import BulkSyncResult
+    from .rows import PaymentRow, ProjectRow
 
 __all__ = ["HAVN", "HAVNState", "current_havn", "get_state"]
 
@@ -195,19 +196,19 @@ class HAVN:
 
     # -- the 0.1 names, kept: each is one call of a service ----------------------
 
-    def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> Any:
+    def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> "ProjectRow":
         """``havn.projects.create(…)``."""
         return self.projects.create(name, upline_referral_code)
 
-    def get_project(self, project: Any) -> Any:
+    def get_project(self, project: Any) -> "ProjectRow":
         """``havn.projects.get(…)``."""
         return self.projects.get(project)
 
-    def downline_projects(self, project: Any) -> List[Any]:
+    def downline_projects(self, project: Any) -> List["ProjectRow"]:
         """``havn.projects.downline(…)``."""
         return self.projects.downline(project)
 
-    def sync_owner(self, project: Any, email: str, name: str) -> Any:
+    def sync_owner(self, project: Any, email: str, name: str) -> "ProjectRow":
         """``havn.projects.sync_owner(…)``."""
         return self.projects.sync_owner(project, email, name)
 
@@ -215,23 +216,23 @@ class HAVN:
         """``havn.projects.sync_members(…)``."""
         return self.projects.sync_members(project, users, **kwargs)
 
-    def record_payment(self, project: Any, amount: int, currency: str = "USD", **fields: Any) -> Any:
+    def record_payment(self, project: Any, amount: int, currency: str = "USD", **fields: Any) -> "PaymentRow":
         """``havn.payments.record(…)``."""
         return self.payments.record(project, amount, currency, **fields)
 
-    def get_payment(self, payment: Any) -> Any:
+    def get_payment(self, payment: Any) -> "PaymentRow":
         """``havn.payments.get(…)``."""
         return self.payments.get(payment)
 
-    def complete_payment(self, payment: Any) -> Any:
+    def complete_payment(self, payment: Any) -> "PaymentRow":
         """``havn.payments.complete(…)``."""
         return self.payments.complete(payment)
 
-    def retry_payment(self, payment: Any) -> Any:
+    def retry_payment(self, payment: Any) -> "PaymentRow":
         """``havn.payments.retry(…)``."""
         return self.payments.retry(payment)
 
-    def deliver_payment(self, payment: Any) -> Any:
+    def deliver_payment(self, payment: Any) -> "PaymentRow":
         """``havn.outbox.deliver(…)``."""
         return self.outbox.deliver(payment)
 
