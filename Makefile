@@ -8,6 +8,8 @@ PORT   ?= 5000
 # The oldest and newest Pythons we support (setup.cfg's classifiers); .ci/python.sh finds them.
 PY_OLDEST ?= 3.9
 PY_NEWEST ?= 3.13
+# `make bench BENCH_ARGS=--quick`: a few rounds only (what CI runs, to keep the benchmarks from rotting).
+BENCH_ARGS ?=
 
 # Editable installs in "compat" mode: a plain path in a .pth file, which mypy (and other static
 # tools) can follow; setuptools' default mode is an import hook only Python itself runs.
@@ -64,7 +66,7 @@ dist:
 	PYTHON=$(PYTHON) bash .ci/package.sh
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-py* build dist *.egg-info .pytest_cache docs/_build

@@ -127,7 +127,7 @@ class HAVNConfig:
     webhook_secret: Optional[str] = field(default=None, repr=False)
     #: ``HAVN_BASE_URL`` — where HAVN's API lives.
     base_url: str = "https://api.havn.com"
-    #: ``HAVN_TIMEOUT`` — seconds for connecting and for reading each answer.
+    #: ``HAVN_TIMEOUT`` — seconds one attempt may take in all (connect, send, the whole answer).
     timeout: float = 30.0
     #: ``HAVN_MAX_RETRIES`` — retries after the first attempt (connection errors, 429, 5xx).
     max_retries: int = 3

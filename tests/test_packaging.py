@@ -100,3 +100,13 @@ def test_the_readme_reads_well_on_a_package_index():
     directives = re.findall(r"^\.\. (?:image|figure|include|literalinclude)::\s*(\S+)", text, re.MULTILINE)
     assert directives == []
     assert [t for t in targets if not t.startswith("https://")] == []
+def test_version_lives_in_a_leaf_module_and_reaches_the_user_agent():
+    from flask_havn import _version
+    from flask_havn.transport import Transport
+
+    assert flask_havn.__version__ == _version.__version__
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    assert config["metadata"]["version"] == "attr: flask_havn.__version__"
+    with Transport(api_key="k", webhook_secret="s") as transport:
+        assert transport.user_agent.startswith(f"flask-havn/{_version.__version__} ")
