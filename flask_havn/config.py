@@ -25,6 +25,9 @@ from .errors import HAVNConfigError
 
 __all__ = ["HAVNConfig", "HAVNConfigWarning", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
 
+#: Where every key is documented (named by the errors and warnings about an unknown one).
+CONFIGURATION_DOCS = "https://flask-havn.readthedocs.io/en/latest/configuration.html"
+
 #: Development credentials of the embedded sandbox (public on purpose: never use them for real).
 SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
@@ -195,7 +198,8 @@ class HAVNConfig:
                 shown = "<hidden>" if f.name in _SECRET_FIELDS else repr(raw)
                 raise HAVNConfigError(f"{key} = {shown} is invalid ({exc}); fix it in app.config or the environment") from None
         if opts:
-            raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; see the configuration table in the README")
+            raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; every option is listed at "
+                                  f"{CONFIGURATION_DOCS}")
         _warn_unknown_keys(config)
         _refuse_a_base_url_the_sandbox_hides(values, sources)
         return cls(**values)
@@ -282,4 +286,4 @@ def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
         if (isinstance(key, str) and key.startswith("HAVN_") and key not in known
                 and not key.startswith(_FOREIGN_PREFIXES)):
             warnings.warn(f"app.config[{key!r}] is not a flask_havn setting and is ignored; check the spelling "
-                          "against the configuration table in the README", HAVNConfigWarning, stacklevel=4)
+                          f"against {CONFIGURATION_DOCS}", HAVNConfigWarning, stacklevel=4)

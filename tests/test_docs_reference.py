@@ -77,3 +77,12 @@ def test_every_public_name_has_its_entry_in_the_api_reference() -> None:
                         "sample_event", "wait_for_events", "verify_webhook", "SandboxServer", "SandboxSettings",
                         "PaymentRow", "ProjectRow", "members_csv"]
     assert [name for name in names if not re.search(rf"\b{name}\b", page)] == []
+
+
+def test_the_links_into_the_published_docs_name_pages_that_exist() -> None:
+    from flask_havn.config import CONFIGURATION_DOCS
+
+    readme = DOCS.parent.joinpath("README.rst").read_text(encoding="utf-8")
+    links = re.findall(r"https://flask-havn\.readthedocs\.io/en/latest/([\w-]+)\.html", readme + CONFIGURATION_DOCS)
+    assert "configuration" in links and "tutorial" in links
+    assert [page for page in links if not DOCS.joinpath(f"{page}.rst").exists()] == []
