@@ -25,6 +25,9 @@ from .errors import HAVNConfigError
 
 __all__ = ["HAVNConfig", "HAVNConfigWarning", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
 
+#: Where every key is documented (named by the errors and warnings about an unknown one).
+CONFIGURATION_DOCS = "https://flask-havn.readthedocs.io/en/latest/configuration.html"
+
 #: Development credentials of the embedded sandbox (public on purpose: never use them for real).
 SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
@@ -177,14 +180,15 @@ class HAVNConfig:
         env = os.environ if environ is None else environ
         opts = dict(options or {})
         values: Dict[str, Any] = {}
+        sources: Dict[str, str] = {}
         for f in fields(cls):
             key = "HAVN_" + f.name.upper()
             if key in config:
-                raw = config[key]
+                raw, sources[f.name] = config[key], "app.config"
             elif f.name in opts:
-                raw = opts[f.name]
+                raw, sources[f.name] = opts[f.name], "the HAVN(...) options"
             elif key in env:
-                raw = env[key]
+                raw, sources[f.name] = env[key], "the environment"
             else:
                 continue
             opts.pop(f.name, None)
@@ -194,8 +198,10 @@ class HAVNConfig:
                 shown = "<hidden>" if f.name in _SECRET_FIELDS else repr(raw)
                 raise HAVNConfigError(f"{key} = {shown} is invalid ({exc}); fix it in app.config or the environment") from None
         if opts:
-            raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; see the configuration table in the README")
+            raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; every option is listed at "
+                                  f"{CONFIGURATION_DOCS}")
         _warn_unknown_keys(config)
+        _refuse_a_base_url_the_sandbox_hides(values, sources)
         return cls(**values)
 
     @property
@@ -251,6 +257,24 @@ def _default(f: Any) -> Any:
 DEFAULTS: Dict[str, Any] = {"HAVN_" + f.name.upper(): _default(f) for f in fields(HAVNConfig)}
 
 
+def _refuse_a_base_url_the_sandbox_hides(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """``HAVN_SANDBOX`` on with a ``HAVN_BASE_URL`` of one's own is a mistake: say so instead of ignoring the URL.
+
+    The embedded sandbox answers in-process, so the URL would silently lose and
+    the app would talk to an empty sandbox of its own (a test pointed at the
+    ``havn_sandbox`` fixture would read nothing). The embedded sandbox's own
+    URL, which ``init_app`` writes back into ``app.config``, is not a conflict.
+    """
+    url = values.get("base_url")
+    if not values.get("sandbox") or url is None or url == SANDBOX_BASE_URL:
+        return
+    raise HAVNConfigError(
+        f"HAVN_SANDBOX is on (from {sources['sandbox']}), so the app would talk to its embedded, in-process "
+        f"sandbox and ignore HAVN_BASE_URL = {url!r} (from {sources['base_url']}). To talk to the server at that "
+        "URL (HAVN, or a sandbox such as the havn_sandbox test fixture), set HAVN_SANDBOX = False and give its "
+        "HAVN_API_KEY and HAVN_WEBHOOK_SECRET; to use the embedded sandbox, remove HAVN_BASE_URL.")
+
+
 #: ``HAVN_*`` keys that belong to others: the embedded sandbox's own settings, and the test suite's.
 _FOREIGN_PREFIXES = ("HAVN_SANDBOX_", "HAVN_TEST_")
 
@@ -262,4 +286,4 @@ def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
         if (isinstance(key, str) and key.startswith("HAVN_") and key not in known
                 and not key.startswith(_FOREIGN_PREFIXES)):
             warnings.warn(f"app.config[{key!r}] is not a flask_havn setting and is ignored; check the spelling "
-                          "against the configuration table in the README", HAVNConfigWarning, stacklevel=4)
+                          f"against {CONFIGURATION_DOCS}", HAVNConfigWarning, stacklevel=4)

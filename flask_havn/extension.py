@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .payments import Payments
     from .projects import Projects
     from .results import BulkSyncResult
+    from .rows import PaymentRow, ProjectRow
 
 __all__ = ["HAVN", "HAVNState", "current_havn", "get_state"]
 
@@ -209,44 +210,44 @@ class HAVN:
 
     # -- the 0.1 names, kept: each is one call of a service ----------------------
 
-    def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> Any:
-        """``havn.projects.create(…)``."""
+    def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> "ProjectRow":
+        """Create a project: :meth:`havn.projects.create <flask_havn.projects.Projects.create>`."""
         return self.projects.create(name, upline_referral_code)
 
-    def get_project(self, project: Any) -> Any:
-        """``havn.projects.get(…)``."""
+    def get_project(self, project: Any) -> "ProjectRow":
+        """The project for a row or an id: :meth:`havn.projects.get <flask_havn.projects.Projects.get>`."""
         return self.projects.get(project)
 
-    def downline_projects(self, project: Any) -> List[Any]:
-        """``havn.projects.downline(…)``."""
+    def downline_projects(self, project: Any) -> List["ProjectRow"]:
+        """The projects it referred: :meth:`havn.projects.downline <flask_havn.projects.Projects.downline>`."""
         return self.projects.downline(project)
 
-    def sync_owner(self, project: Any, email: str, name: str) -> Any:
-        """``havn.projects.sync_owner(…)``."""
+    def sync_owner(self, project: Any, email: str, name: str) -> "ProjectRow":
+        """Sync the owner, get the code: :meth:`havn.projects.sync_owner <flask_havn.projects.Projects.sync_owner>`."""
         return self.projects.sync_owner(project, email, name)
 
     def sync_members(self, project: Any, users: Sequence[Mapping[str, Any]], **kwargs: Any) -> "BulkSyncResult":
-        """``havn.projects.sync_members(…)``."""
+        """Sync the team: :meth:`havn.projects.sync_members <flask_havn.projects.Projects.sync_members>`."""
         return self.projects.sync_members(project, users, **kwargs)
 
-    def record_payment(self, project: Any, amount: int, currency: str = "USD", **fields: Any) -> Any:
-        """``havn.payments.record(…)``."""
+    def record_payment(self, project: Any, amount: int, currency: str = "USD", **fields: Any) -> "PaymentRow":
+        """Record (and deliver) a payment: :meth:`havn.payments.record <flask_havn.payments.Payments.record>`."""
         return self.payments.record(project, amount, currency, **fields)
 
-    def get_payment(self, payment: Any) -> Any:
-        """``havn.payments.get(…)``."""
+    def get_payment(self, payment: Any) -> "PaymentRow":
+        """The payment for a row or an id: :meth:`havn.payments.get <flask_havn.payments.Payments.get>`."""
         return self.payments.get(payment)
 
-    def complete_payment(self, payment: Any) -> Any:
-        """``havn.payments.complete(…)``."""
+    def complete_payment(self, payment: Any) -> "PaymentRow":
+        """Mark completed and deliver: :meth:`havn.payments.complete <flask_havn.payments.Payments.complete>`."""
         return self.payments.complete(payment)
 
-    def retry_payment(self, payment: Any) -> Any:
-        """``havn.payments.retry(…)``."""
+    def retry_payment(self, payment: Any) -> "PaymentRow":
+        """Requeue a failed or dead one: :meth:`havn.payments.retry <flask_havn.payments.Payments.retry>`."""
         return self.payments.retry(payment)
 
-    def deliver_payment(self, payment: Any) -> Any:
-        """``havn.outbox.deliver(…)``."""
+    def deliver_payment(self, payment: Any) -> "PaymentRow":
+        """Send one payment now: :meth:`havn.outbox.deliver <flask_havn.outbox.Outbox.deliver>`."""
         return self.outbox.deliver(payment)
 
 

@@ -20,6 +20,7 @@ from .errors import HAVNConflictError, HAVNValidationError
 from .models import DELIVERY_STATES, PAYMENT_STATUSES, utcnow
 from .outbox.backlog import REQUEUED
 from .projects import commit, get_row
+from .rows import PaymentRow
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import HAVNState
@@ -47,7 +48,7 @@ class Recorded(NamedTuple):
     and the existing payment is returned.
     """
 
-    payment: Any
+    payment: PaymentRow
     created: bool
 
 
@@ -84,13 +85,13 @@ class Payments:
 
     # -- reading -----------------------------------------------------------
 
-    def get(self, payment: Any) -> Any:
+    def get(self, payment: Any) -> PaymentRow:
         """The payment row for a row or an id; an unknown id raises :class:`HAVNRecordNotFoundError`."""
         return get_row(self._state, self._model, payment, "payment",
                        "record it first with havn.payments.record() or POST /payments")
 
     def list(self, *, delivery_state: Optional[str] = None, project: Any = None, limit: int = 100,
-             offset: int = 0) -> Tuple[List[Any], int]:
+             offset: int = 0) -> Tuple[List[PaymentRow], int]:
         """One page of payments, newest first, and how many match in all.
 
         ``delivery_state`` (``pending``, ``sent``, ``dead``…) and ``project`` (a
@@ -124,7 +125,7 @@ class Payments:
                status: str = "completed", invoice_id: Optional[str] = None, customer_id: Optional[str] = None,
                voucher_code: Optional[str] = None, transaction_type: Optional[str] = None,
                payment_gateway: Optional[str] = None, payment_gateway_transaction_id: Optional[str] = None,
-               custom_fields: Optional[Mapping[str, Any]] = None, subtotal: Optional[int] = None) -> Any:
+               custom_fields: Optional[Mapping[str, Any]] = None, subtotal: Optional[int] = None) -> PaymentRow:
         """Record a payment of ``project`` (the outbox row); a completed one is then delivered. The row.
 
         ``amount`` is integer minor units of ``currency`` after discount
@@ -300,7 +301,7 @@ class Payments:
 
     # -- changing ----------------------------------------------------------
 
-    def complete(self, payment: Any) -> Any:
+    def complete(self, payment: Any) -> PaymentRow:
         """Mark a pending payment completed (its money arrived) and deliver it; idempotent."""
         state = self._state
         payment = self.get(payment)
@@ -315,7 +316,7 @@ class Payments:
             state.outbox.deliver_inline(payment)
         return payment
 
-    def retry(self, payment: Any) -> Any:
+    def retry(self, payment: Any) -> PaymentRow:
         """Put a ``failed`` or ``dead`` payment back in line with a fresh attempt budget; deliver if inline.
 
         The reset is one conditional UPDATE (``WHERE delivery_state IN

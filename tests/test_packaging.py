@@ -17,6 +17,8 @@ import pytest
 import flask_havn
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Where the documentation (docs/) is published; a placeholder until the site exists.
+DOCS_URL = "https://flask-havn.readthedocs.io/"
 SOURCES = sorted([*ROOT.joinpath("flask_havn").rglob("*.py"), *ROOT.joinpath("example_app").rglob("*.py")])
 
 
@@ -83,6 +85,7 @@ def test_project_urls_share_one_base():
     metadata = _setup_cfg()["metadata"]
     urls = dict(line.split(" = ", 1) for line in _lines(metadata["project_urls"]))
     assert sorted(urls) == ["Changes", "Documentation", "Issue Tracker", "Source"]
+    assert urls.pop("Documentation") == DOCS_URL  # the documentation site has a host of its own
     assert all(url.startswith(metadata["url"]) for url in urls.values()), urls
     assert metadata["keywords"] and "flask" in metadata["keywords"]
 
