@@ -22,6 +22,7 @@ __all__ = [
     "HAVN",
     "HAVNClient",
     "current_havn",
+    "current_referral",
     "HAVNError",
     "HAVNConfigError",
     "HAVNValidationError",
@@ -38,6 +39,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from .client import HAVNClient
     from .extension import HAVN, current_havn
+    from .referrals import current_referral
 
 
 def __getattr__(name: str) -> object:
@@ -48,6 +50,10 @@ def __getattr__(name: str) -> object:
         from . import extension
 
         return getattr(extension, name)
+    if name == "current_referral":
+        from .referrals import current_referral
+
+        return current_referral
     if name == "HAVNClient":
         from .client import HAVNClient
 

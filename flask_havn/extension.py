@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .outbox import Outbox
     from .payments import Payments
     from .projects import Projects
+    from .referrals import Referrals, ReferralAttachment, VoucherCheck
     from .results import BulkSyncResult
 
 __all__ = ["HAVN", "HAVNState", "current_havn", "get_state"]
@@ -118,6 +119,7 @@ class HAVN:
         )
         app.extensions[EXTENSION_KEY] = state
         app.teardown_appcontext(_release_client)
+        _register_referral_capture(app, state)
         if with_routes:
             from .views import register_routes
             from .webhooks import register_webhooks
@@ -193,6 +195,26 @@ class HAVN:
         self._callbacks.rate_provider = callback
         return callback
 
+    # -- referral links (flask_havn.referrals) -----------------------------------
+
+    @property
+    def referrals(self) -> "Referrals":
+        """The current app's :class:`~flask_havn.referrals.Referrals` (capture, attach, vouchers)."""
+        return get_state().referrals  # type: ignore[return-value]
+
+    def capture_referrals(self) -> None:
+        """Capture ``?ref=&vc=`` on every GET of every app this extension serves (``HAVN_CAPTURE_REFERRALS``)."""
+        self._callbacks.capture_referrals = True
+
+    def attach_referral(self, project: Any, referral: Any = None) -> "ReferralAttachment":
+        """``havn.referrals.attach(…)``: the captured link's code becomes the project's upline."""
+        return self.referrals.attach(project, referral)
+
+    def validate_voucher(self, code: str, amount: Optional[int] = None,
+                         currency: Optional[str] = None) -> "VoucherCheck":
+        """``havn.referrals.validate_voucher(…)``: HAVN's answer on a voucher, for a checkout page."""
+        return self.referrals.validate_voucher(code, amount, currency)
+
     # -- the 0.1 names, kept: each is one call of a service ----------------------
 
     def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> Any:
@@ -247,6 +269,22 @@ def _current_client() -> HAVNClient:
 def _release_client(exc: Optional[BaseException]) -> None:
     """Drop the request's client; the pooled transport below it stays open."""
     g.pop(_CLIENT_KEY, None)
+
+
+def _register_referral_capture(app: Flask, state: HAVNState) -> None:
+    """Give the state its :class:`~flask_havn.referrals.Referrals` and hook the capture into ``app``.
+
+    The hooks do nothing until capture is on (config or ``havn.capture_referrals()``).
+    With ``HAVN_CAPTURE_REFERRALS`` the signing key must already be there.
+    """
+    from .referrals import Referrals
+
+    if state.config.capture_referrals and not (state.config.referral_secret or app.secret_key):
+        raise HAVNConfigError("HAVN_CAPTURE_REFERRALS signs its cookie: set app.secret_key (SECRET_KEY) or "
+                              "HAVN_REFERRAL_SECRET before init_app")
+    state.referrals = Referrals(state)
+    app.before_request(state.referrals.before_request)
+    app.after_request(state.referrals.after_request)
 
 
 def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook_url: Optional[str],
