@@ -126,14 +126,20 @@ def _database_uri(value: Any) -> str:
     return value.strip()
 
 
-def _public_url(value: Any) -> Optional[str]:
+def _http_url(value: Any, what: str, *, query: bool = False) -> Optional[str]:
+    """An absolute http(s) URL without fragment (and without query unless ``query``); ``None`` stays ``None``."""
     text = _optional_str(value)
     if text is None:
         return None
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError('must be the absolute http(s) URL the sandbox is reached at, e.g. "http://127.0.0.1:8765"')
-    return text.rstrip("/")
+    if parts.scheme not in ("http", "https") or not parts.hostname or (parts.query and not query) or parts.fragment:
+        raise ValueError(f"must be the absolute http(s) URL {what}")
+    return text
+
+
+def _public_url(value: Any) -> Optional[str]:
+    text = _http_url(value, 'the sandbox is reached at, e.g. "http://127.0.0.1:8765"')
+    return None if text is None else text.rstrip("/")
 
 
 def _hosts(value: Any) -> Tuple[str, ...]:
@@ -251,13 +257,7 @@ def public_slug(value: Any) -> str:
 
 def redirect_url(value: Any) -> Optional[str]:
     """The SaaS's login page: an absolute http(s) URL without fragment (``None``: not configured)."""
-    text = _optional_str(value)
-    if text is None:
-        return None
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-        raise ValueError('must be the absolute http(s) URL of the login page, e.g. "https://app.example/login"')
-    return text
+    return _http_url(value, 'of the login page, e.g. "https://app.example/login"', query=True)
 
 
 def _faults(value: Any) -> Optional[Mapping[str, Any]]:
