@@ -203,7 +203,11 @@ class HAVN:
         return get_state().referrals  # type: ignore[return-value]
 
     def capture_referrals(self) -> None:
-        """Capture ``?ref=&vc=`` on every GET of every app this extension serves (``HAVN_CAPTURE_REFERRALS``)."""
+        """Capture ``?ref=&vc=`` on every GET of every app this extension serves (``HAVN_CAPTURE_REFERRALS``).
+
+        The cookie is signed with ``HAVN_REFERRAL_SECRET`` or ``app.secret_key``;
+        with neither, the first capture raises :class:`HAVNConfigError`.
+        """
         self._callbacks.capture_referrals = True
 
     def attach_referral(self, project: Any, referral: Any = None) -> "ReferralAttachment":

@@ -20,7 +20,7 @@ from .errors import HAVNConflictError, HAVNValidationError
 from .models import DELIVERY_STATES, PAYMENT_STATUSES, utcnow
 from .outbox.backlog import REQUEUED
 from .projects import commit, get_row
-from .referrals import first_payment_voucher
+from .referrals import first_payment_voucher, use_referral_voucher
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import HAVNState
@@ -180,16 +180,17 @@ class Payments:
             values.update(self._conversion(values))
             # Referral links: a project's first payment carries the voucher its link brought (once).
             referred = first_payment_voucher(state, values["project_id"])
-            if referred is not None and values["voucher_code"] is None:
+            filled = referred is not None and values["voucher_code"] is None
+            if filled:
                 values["voucher_code"] = referred.referral_voucher_code
             payment = self._model(delivery_state="pending", attempts=0, **values)
             if payment.status == "completed":
                 payment.completed_at = utcnow()
             try:
                 with session.begin_nested():
-                    session.add(payment)
                     if referred is not None:
-                        referred.referral_voucher_used_at = utcnow()
+                        use_referral_voucher(state, referred, payment if filled else None)
+                    session.add(payment)
             except IntegrityError:
                 # Another request recorded the same gateway id first: only our insert was undone.
                 existing = self._by_gateway_id(values["payment_gateway_transaction_id"])

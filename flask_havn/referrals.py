@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .state import HAVNState
 
 __all__ = ["Referral", "ReferralAttachment", "Referrals", "VoucherCheck", "current_referral",
-           "first_payment_voucher", "LOOKUP_EMAIL"]
+           "first_payment_voucher", "use_referral_voucher", "LOOKUP_EMAIL"]
 
 #: A referral code as captured: HAVN's codes (``HAVN-MJ-001``) and anything 3–50 of letters, digits, ``-``, ``_``.
 CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,49}")
@@ -348,6 +348,23 @@ def first_payment_voucher(state: "HAVNState", project_id: Any) -> Optional[Any]:
     if models.Payment.query.filter_by(project_id=project.id).first() is not None:
         return None
     return project
+
+
+def use_referral_voucher(state: "HAVNState", project: Any, payment: Any) -> bool:
+    """Mark the project's referral voucher used, once (a conditional UPDATE); whether this call did.
+
+    When a concurrent first payment used it first, the voucher is taken off
+    ``payment`` (the one the caller filled in; ``None`` when the caller named
+    its own voucher), so only one payment ever sends it.
+    """
+    Project = state.models.Project  # type: ignore[union-attr]
+    won = state.session.execute(
+        sa.update(Project)
+        .where(Project.id == project.id, Project.referral_voucher_used_at.is_(None))
+        .values(referral_voucher_used_at=utcnow())).rowcount == 1
+    if not won and payment is not None:
+        payment.voucher_code = None
+    return bool(won)
 
 
 def _current() -> Optional[Referral]:

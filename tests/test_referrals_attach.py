@@ -183,3 +183,24 @@ def test_voucher_outcomes_against_the_sandbox(make_host: Any) -> None:
     assert checks[0] and not checks[1]
     assert checks[3].message == "Voucher HAVN-NO-SUCH-1 does not exist; check the code."
     assert "expired" in checks[1].detail
+
+
+def test_a_racing_first_payment_loses_the_voucher(make_host: Any) -> None:
+    """Two requests both saw "no payment yet": the conditional update lets only one send the voucher."""
+    from flask_havn.referrals import first_payment_voucher, use_referral_voucher
+    from flask_havn.state import get_state
+
+    host = make_host({"HAVN_DELIVERY": "worker"})
+    _, code = _upline(host)
+    with host.app.app_context():
+        b = host.havn.create_project("Beta")
+        host.havn.attach_referral(b, Referral(code, "HAVN-X-SE-1", WHEN))
+        state = get_state()
+        seen_by_the_slower_request = first_payment_voucher(state, b.id)
+        assert seen_by_the_slower_request is not None
+        first = host.havn.record_payment(b, 5000, customer_email="bob@beta.example")
+        assert first.voucher_code == "HAVN-X-SE-1"
+        late = host.havn.models.Payment(voucher_code="HAVN-X-SE-1")
+        assert use_referral_voucher(state, seen_by_the_slower_request, late) is False
+        assert late.voucher_code is None
+        assert first_payment_voucher(state, b.id) is None
