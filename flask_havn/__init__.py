@@ -38,22 +38,17 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import HAVNClient
-    from .extension import HAVN, current_havn
-    from .referrals import current_referral
+    from .extension import HAVN, current_havn, current_referral
 
 
 def __getattr__(name: str) -> object:
     # HAVN, current_havn and HAVNClient load Flask, SQLAlchemy and requests; they are
     # imported on first use so that the pytest plugin (flask_havn.testing), loaded
     # into every pytest run of a host, costs nothing until a fixture is used.
-    if name in ("HAVN", "current_havn"):
+    if name in ("HAVN", "current_havn", "current_referral"):
         from . import extension
 
         return getattr(extension, name)
-    if name == "current_referral":
-        from .referrals import current_referral
-
-        return current_referral
     if name == "HAVNClient":
         from .client import HAVNClient
 

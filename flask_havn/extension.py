@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from flask import Flask, g
+from flask import Flask, g, has_request_context
 from werkzeug.local import LocalProxy
 
 from .client import HAVNClient
@@ -26,10 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .outbox import Outbox
     from .payments import Payments
     from .projects import Projects
-    from .referrals import Referrals, ReferralAttachment, VoucherCheck
+    from .referrals import Referral, Referrals, ReferralAttachment, VoucherCheck
     from .results import BulkSyncResult
 
-__all__ = ["HAVN", "HAVNState", "current_havn", "get_state"]
+__all__ = ["HAVN", "HAVNState", "current_havn", "current_referral", "get_state"]
 
 _CLIENT_KEY = "_havn_client"
 #: Where the embedded sandbox reaches the host app in-process (never resolved by DNS).
@@ -327,4 +327,16 @@ def _deliver_sandbox_events_in_process(app: Flask, state: HAVNState) -> None:
 
 #: The current app's :class:`HAVNClient` (like ``current_user``): ``current_havn.transactions.send(…)``.
 current_havn: HAVNClient = LocalProxy(_current_client)  # type: ignore[assignment]
+
+
+def _current_referral() -> Optional["Referral"]:
+    if not has_request_context():
+        return None
+    referrals = get_state().referrals
+    return referrals.current() if referrals is not None else None
+
+
+#: What the current visitor's referral link left (a :class:`~flask_havn.referrals.Referral`: ``code``,
+#: ``voucher``, ``captured_at``), or ``None`` — see :meth:`flask_havn.referrals.Referrals.current`.
+current_referral: Optional["Referral"] = LocalProxy(_current_referral)  # type: ignore[assignment]
 

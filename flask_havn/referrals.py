@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 import sqlalchemy as sa
 from flask import Response, current_app, g, has_request_context, request
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
-from werkzeug.local import LocalProxy
 
 from . import rules
 from .announce import announce
@@ -44,13 +43,12 @@ from .errors import HAVNConfigError, HAVNNotFoundError, HAVNValidationError
 from .models import utcnow
 from .projects import commit
 from .signals import referral_attached
-from .state import get_state
 from .transport import Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import HAVNState
 
-__all__ = ["Referral", "ReferralAttachment", "Referrals", "VoucherCheck", "current_referral",
+__all__ = ["Referral", "ReferralAttachment", "Referrals", "VoucherCheck",
            "first_payment_voucher", "use_referral_voucher", "LOOKUP_EMAIL"]
 
 #: A referral code as captured: HAVN's codes (``HAVN-MJ-001``) and anything 3–50 of letters, digits, ``-``, ``_``.
@@ -225,7 +223,10 @@ class Referrals:
         return response
 
     def current(self) -> Optional[Referral]:
-        """The referral captured for this visitor (``None`` when none, or outside a request)."""
+        """The referral captured for this visitor (``None`` when none, or outside a request).
+
+        ``flask_havn.current_referral`` is this, for the current app.
+        """
         if not has_request_context():
             return None
         if _G_REFERRAL in g:
@@ -367,12 +368,3 @@ def use_referral_voucher(state: "HAVNState", project: Any, payment: Any) -> bool
     return bool(won)
 
 
-def _current() -> Optional[Referral]:
-    if not has_request_context():
-        return None
-    referrals = get_state().referrals
-    return referrals.current() if referrals is not None else None
-
-
-#: What the current visitor's referral link left (a :class:`Referral`), or ``None``.
-current_referral: Optional[Referral] = LocalProxy(_current)  # type: ignore[assignment]
