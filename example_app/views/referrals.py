@@ -58,7 +58,8 @@ def share_box(project: Any) -> Dict[str, Any]:
     """What the project page's "share your link" box shows: the link, its voucher, whether one can be made."""
     if not project.referral_code:
         return {"link": None}
-    voucher = _welcome_voucher(project)
+    # The welcome voucher is the sandbox's (made by the button below); a real HAVN's vouchers come from its dashboard.
+    voucher = _welcome_voucher(project) if _sandbox() is not None else None
     params = {"ref": project.referral_code, **({"vc": voucher} if voucher else {})}
     if _sandbox() is not None:
         link = url_for("referrals.public_link", slug=_slug(), _external=True, **params)
