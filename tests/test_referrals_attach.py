@@ -86,10 +86,21 @@ def test_signup_after_a_link_attaches_the_code_remembers_the_voucher_and_clears_
 def test_a_second_attach_changes_nothing(make_host: Any) -> None:
     host = make_host()
     _, code = _upline(host)
+    announced: List[str] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        announced.append(kwargs["referral"].voucher)
+
+    signals.referral_attached.connect(receiver)
+    try:
+        with host.app.app_context():
+            b = host.havn.create_project("Beta")
+            first = host.havn.attach_referral(b, Referral(code, "DISC50", WHEN))
+            second = host.havn.attach_referral(b, Referral(code, "OTHER", WHEN))
+    finally:
+        signals.referral_attached.disconnect(receiver)
+    assert announced == ["DISC50"]  # the second attach announces nothing
     with host.app.app_context():
-        b = host.havn.create_project("Beta")
-        first = host.havn.attach_referral(b, Referral(code, "DISC50", WHEN))
-        second = host.havn.attach_referral(b, Referral(code, "OTHER", WHEN))
         assert first.attached and not second.attached
         assert "already has the upline" in second.reason
         b = host.havn.projects.get(b.id)
