@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, List, Tuple
+from typing import Any, Tuple
 
 import pytest
 from flask import jsonify
@@ -10,6 +10,7 @@ from flask import jsonify
 from flask_havn import signals
 from flask_havn.errors import HAVNValidationError
 from flask_havn.referrals import LOOKUP_EMAIL, Referral
+from flask_havn.webhook_testing import record_signals
 
 from _projects_helpers import dump, quiet, sandbox_of
 
@@ -60,20 +61,13 @@ def test_signup_after_a_link_attaches_the_code_remembers_the_voucher_and_clears_
     host = _host_with_signup(make_host)
     _, code = _upline(host)
     voucher = _voucher(host, code)
-    seen: List[Any] = []
-
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        seen.append((sender, kwargs["project"].upline_referral_code, kwargs["referral"].voucher))
-
-    signals.referral_attached.connect(receiver)
-    try:
+    with record_signals(signals.referral_attached) as sent:
         client = host.app.test_client()
         client.get(f"/signup?ref={code.lower()}&vc={voucher}")
         response = client.post("/signup", data={"name": "Carol's Shop"})
-    finally:
-        signals.referral_attached.disconnect(receiver)
     assert response.status_code == 200 and response.json["attached"] is True
-    assert seen == [(host.app, code, voucher)]
+    assert [(s.sender, s.kwargs["project"].upline_referral_code, s.kwargs["referral"].voucher) for s in sent] == \
+        [(host.app, code, voucher)]
     assert client.get_cookie("havn_referral") is None  # cleared by the sign-up response
     with host.app.app_context():
         project = host.havn.projects.get(response.json["project"])
@@ -86,20 +80,11 @@ def test_signup_after_a_link_attaches_the_code_remembers_the_voucher_and_clears_
 def test_a_second_attach_changes_nothing(make_host: Any) -> None:
     host = make_host()
     _, code = _upline(host)
-    announced: List[str] = []
-
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        announced.append(kwargs["referral"].voucher)
-
-    signals.referral_attached.connect(receiver)
-    try:
-        with host.app.app_context():
-            b = host.havn.create_project("Beta")
-            first = host.havn.attach_referral(b, Referral(code, "DISC50", WHEN))
-            second = host.havn.attach_referral(b, Referral(code, "OTHER", WHEN))
-    finally:
-        signals.referral_attached.disconnect(receiver)
-    assert announced == ["DISC50"]  # the second attach announces nothing
+    with record_signals(signals.referral_attached) as sent, host.app.app_context():
+        b = host.havn.create_project("Beta")
+        first = host.havn.attach_referral(b, Referral(code, "DISC50", WHEN))
+        second = host.havn.attach_referral(b, Referral(code, "OTHER", WHEN))
+    assert [s.kwargs["referral"].voucher for s in sent] == ["DISC50"]  # the second attach announces nothing
     with host.app.app_context():
         assert first.attached and not second.attached
         assert "already has the upline" in second.reason
