@@ -30,7 +30,7 @@ from .receivers import connect_receivers
 __all__ = ["create_app", "db", "havn"]
 
 #: ShopEasy's own pages (flask_havn's JSON routes under /havn answer errors as JSON, not as a page).
-_PAGES = ("projects", "payments", "network", "activity", "sandbox_tools", "operator")
+_PAGES = ("projects", "payments", "network", "activity", "sandbox_tools", "operator", "referrals")
 
 
 def create_app(config: Optional[Mapping[str, Any]] = None, *, instance_path: Optional[str] = None) -> Flask:
@@ -45,6 +45,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None, *, instance_path: Opt
     )
     if not os.environ.get("HAVN_API_KEY"):
         app.config["HAVN_SANDBOX"] = True
+    # Referral links: ?ref=&vc= is kept in a signed cookie until sign-up (views/referrals.py).
+    app.config.update(HAVN_CAPTURE_REFERRALS=True, HAVN_SANDBOX_PUBLIC_REDIRECT_SLUG="shopeasy")
     app.config.update(config or {})
 
     db.init_app(app)
@@ -76,10 +78,10 @@ def _mount_console(app: Flask) -> None:
 
 
 def _register_pages(app: Flask) -> None:
-    from .views import activity, network, operator, payments, projects, sandbox
+    from .views import activity, network, operator, payments, projects, referrals, sandbox
 
     havn.authorize(operator.is_operator)
-    for blueprint in (projects.bp, payments.bp, network.bp, activity.bp, sandbox.bp, operator.bp):
+    for blueprint in (projects.bp, payments.bp, network.bp, activity.bp, sandbox.bp, operator.bp, referrals.bp):
         app.register_blueprint(blueprint)
     app.add_template_filter(format_money, "money")
 

@@ -115,6 +115,14 @@ def _no_rates() -> Mapping[str, Decimal]:
     return MappingProxyType({})
 
 
+def _name(value: Any, what: str) -> str:
+    """A query parameter or cookie name: letters, digits, ``_`` and ``-`` (1 to 64)."""
+    text = str(value).strip()
+    if not (1 <= len(text) <= 64 and all(c.isascii() and (c.isalnum() or c in "_-") for c in text)):
+        raise ValueError(f"must be {what} (letters, digits, _ and -)")
+    return text
+
+
 def _secrets(value: Any) -> Tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     return tuple(str(item).strip() for item in items if str(item).strip())
@@ -170,6 +178,20 @@ class HAVNConfig:
     #: ``HAVN_EXCHANGE_RATES`` — client mode's rates: currency → USD per ONE MAJOR UNIT, as decimal
     #: strings or ``Decimal`` (``{"IDR": "0.0000633"}``; floats are refused).
     exchange_rates: Mapping[str, Decimal] = field(default_factory=_no_rates, hash=False)
+    # -- public referral links (see flask_havn.referrals) --
+    #: ``HAVN_CAPTURE_REFERRALS`` — keep ``?ref=&vc=`` of any GET in a signed first-party cookie.
+    capture_referrals: bool = False
+    #: ``HAVN_REFERRAL_MAX_AGE`` — seconds a captured referral stays valid (the attribution window).
+    referral_max_age: int = 30 * 86400
+    #: ``HAVN_REFERRAL_POLICY`` — ``"last"`` (a newer link replaces the captured one) or ``"first"``.
+    referral_policy: str = "last"
+    #: ``HAVN_REFERRAL_CODE_PARAM`` / ``HAVN_REFERRAL_VOUCHER_PARAM`` — the query parameters captured.
+    referral_code_param: str = "ref"
+    referral_voucher_param: str = "vc"
+    #: ``HAVN_REFERRAL_COOKIE`` — the cookie's name.
+    referral_cookie: str = "havn_referral"
+    #: ``HAVN_REFERRAL_SECRET`` — the cookie's signing key (default: the app's ``SECRET_KEY``).
+    referral_secret: Optional[str] = field(default=None, repr=False)
 
     @classmethod
     def from_app_config(
@@ -222,7 +244,7 @@ class HAVNConfig:
                 )
 
 
-_SECRET_FIELDS = ("api_key", "webhook_secret", "webhook_secrets")
+_SECRET_FIELDS = ("api_key", "webhook_secret", "webhook_secrets", "referral_secret")
 
 _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "api_key": _optional_str,
@@ -246,6 +268,13 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "webhook_max_bytes": _int_range(1024, 64 * 1024 * 1024),
     "currency_conversion": _choice("server", "client"),
     "exchange_rates": _rate_table,
+    "capture_referrals": _bool,
+    "referral_max_age": _int_range(60, 400 * 86400),
+    "referral_policy": _choice("first", "last"),
+    "referral_code_param": lambda v: _name(v, "a query parameter name such as ref"),
+    "referral_voucher_param": lambda v: _name(v, "a query parameter name such as vc"),
+    "referral_cookie": lambda v: _name(v, "a cookie name such as havn_referral"),
+    "referral_secret": _optional_str,
 }
 
 #: Default of every key, by its ``HAVN_*`` name (for docs and ``app.config.setdefault``).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from flask import Flask, g
+from flask import Flask, g, has_request_context
 from werkzeug.local import LocalProxy
 
 from .client import HAVNClient
@@ -26,10 +26,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .outbox import Outbox
     from .payments import Payments
     from .projects import Projects
+    from .referrals import Referral, Referrals, ReferralAttachment, VoucherCheck
     from .results import BulkSyncResult
     from .rows import PaymentRow, ProjectRow
 
-__all__ = ["HAVN", "HAVNState", "current_havn", "get_state"]
+__all__ = ["HAVN", "HAVNState", "current_havn", "current_referral", "get_state"]
 
 _CLIENT_KEY = "_havn_client"
 #: Where the embedded sandbox reaches the host app in-process (never resolved by DNS).
@@ -119,6 +120,7 @@ class HAVN:
         )
         app.extensions[EXTENSION_KEY] = state
         app.teardown_appcontext(_release_client)
+        _register_referral_capture(app, state)
         if with_routes:
             from .views import register_routes
             from .webhooks import register_webhooks
@@ -208,6 +210,30 @@ class HAVN:
 
         return init_admin(admin, app=app, url=url, name=name, authorize=authorize)
 
+    # -- referral links (flask_havn.referrals) -----------------------------------
+
+    @property
+    def referrals(self) -> "Referrals":
+        """The current app's :class:`~flask_havn.referrals.Referrals` (capture, attach, vouchers)."""
+        return get_state().referrals  # type: ignore[return-value]
+
+    def capture_referrals(self) -> None:
+        """Capture ``?ref=&vc=`` on every GET of every app this extension serves (``HAVN_CAPTURE_REFERRALS``).
+
+        The cookie is signed with ``HAVN_REFERRAL_SECRET`` or ``app.secret_key``;
+        with neither, the first capture raises :class:`HAVNConfigError`.
+        """
+        self._callbacks.capture_referrals = True
+
+    def attach_referral(self, project: Any, referral: Any = None) -> "ReferralAttachment":
+        """``havn.referrals.attach(…)``: the captured link's code becomes the project's upline."""
+        return self.referrals.attach(project, referral)
+
+    def validate_voucher(self, code: str, amount: Optional[int] = None,
+                         currency: Optional[str] = None) -> "VoucherCheck":
+        """``havn.referrals.validate_voucher(…)``: HAVN's answer on a voucher, for a checkout page."""
+        return self.referrals.validate_voucher(code, amount, currency)
+
     # -- the 0.1 names, kept: each is one call of a service ----------------------
 
     def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> "ProjectRow":
@@ -264,6 +290,22 @@ def _release_client(exc: Optional[BaseException]) -> None:
     g.pop(_CLIENT_KEY, None)
 
 
+def _register_referral_capture(app: Flask, state: HAVNState) -> None:
+    """Give the state its :class:`~flask_havn.referrals.Referrals` and hook the capture into ``app``.
+
+    The hooks do nothing until capture is on (config or ``havn.capture_referrals()``).
+    With ``HAVN_CAPTURE_REFERRALS`` the signing key must already be there.
+    """
+    from .referrals import Referrals
+
+    if state.config.capture_referrals and not (state.config.referral_secret or app.secret_key):
+        raise HAVNConfigError("HAVN_CAPTURE_REFERRALS signs its cookie: set app.secret_key (SECRET_KEY) or "
+                              "HAVN_REFERRAL_SECRET before init_app")
+    state.referrals = Referrals(state)
+    app.before_request(state.referrals.before_request)
+    app.after_request(state.referrals.after_request)
+
+
 def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook_url: Optional[str],
                    instance_path: str) -> Tuple[HAVNConfig, Flask]:
     """Point ``config`` at an in-process sandbox and build that sandbox app.
@@ -300,4 +342,16 @@ def _deliver_sandbox_events_in_process(app: Flask, state: HAVNState) -> None:
 
 #: The current app's :class:`HAVNClient` (like ``current_user``): ``current_havn.transactions.send(…)``.
 current_havn: HAVNClient = LocalProxy(_current_client)  # type: ignore[assignment]
+
+
+def _current_referral() -> Optional["Referral"]:
+    if not has_request_context():
+        return None
+    referrals = get_state().referrals
+    return referrals.current() if referrals is not None else None
+
+
+#: What the current visitor's referral link left (a :class:`~flask_havn.referrals.Referral`: ``code``,
+#: ``voucher``, ``captured_at``), or ``None`` — see :meth:`flask_havn.referrals.Referrals.current`.
+current_referral: Optional["Referral"] = LocalProxy(_current_referral)  # type: ignore[assignment]
 

@@ -21,6 +21,7 @@ from .models import DELIVERY_STATES, PAYMENT_STATUSES, utcnow
 from .outbox.backlog import REQUEUED
 from .projects import commit, get_row
 from .rows import PaymentRow
+from .referrals import first_payment_voucher, use_referral_voucher
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import HAVNState
@@ -178,11 +179,18 @@ class Payments:
         existing = self._by_gateway_id(values["payment_gateway_transaction_id"])
         if existing is None:
             values.update(self._conversion(values))
+            # Referral links: a project's first payment carries the voucher its link brought (once).
+            referred = first_payment_voucher(state, values["project_id"])
+            filled = referred is not None and values["voucher_code"] is None
+            if filled:
+                values["voucher_code"] = referred.referral_voucher_code
             payment = self._model(delivery_state="pending", attempts=0, **values)
             if payment.status == "completed":
                 payment.completed_at = utcnow()
             try:
                 with session.begin_nested():
+                    if referred is not None:
+                        use_referral_voucher(state, referred, payment if filled else None)
                     session.add(payment)
             except IntegrityError:
                 # Another request recorded the same gateway id first: only our insert was undone.
