@@ -185,8 +185,9 @@ class HAVNConfig:
     referral_max_age: int = 30 * 86400
     #: ``HAVN_REFERRAL_POLICY`` — ``"last"`` (a newer link replaces the captured one) or ``"first"``.
     referral_policy: str = "last"
-    #: ``HAVN_REFERRAL_CODE_PARAM`` / ``HAVN_REFERRAL_VOUCHER_PARAM`` — the query parameters captured.
+    #: ``HAVN_REFERRAL_CODE_PARAM`` — the query parameter carrying the referral code.
     referral_code_param: str = "ref"
+    #: ``HAVN_REFERRAL_VOUCHER_PARAM`` — the query parameter carrying the voucher.
     referral_voucher_param: str = "vc"
     #: ``HAVN_REFERRAL_COOKIE`` — the cookie's name.
     referral_cookie: str = "havn_referral"
