@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
     from .outbox import Outbox
+    from .outbox.schedule import TaskQueue
     from .payments import Payments
     from .projects import Projects
     from .webhooks import WebhookReceiver
@@ -67,6 +68,8 @@ class HAVNState:
     sandbox_delivery_session: Optional["requests.Session"] = field(default=None, repr=False)
     #: The webhook endpoint's logic (``None`` without routes).
     receiver: Optional["WebhookReceiver"] = field(default=None, repr=False)
+    #: The task queue payments are delivered through (``HAVN_DELIVERY`` ``"celery"``/``"rq"``), else ``None``.
+    queue: Optional["TaskQueue"] = field(default=None, repr=False)
     _services: Optional[Tuple["Projects", "Payments", "Outbox"]] = field(default=None, repr=False)
 
     def close(self) -> None:

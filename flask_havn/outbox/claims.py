@@ -42,10 +42,13 @@ def new_worker_id() -> str:
 def lease_seconds(config: HAVNConfig) -> float:
     """How long a ``sending`` claim is honoured before the row counts as abandoned.
 
-    Ten times the client timeout, and never less than one full client call
-    with all its retries plus a minute of backoff (a live worker is still
-    waiting for HAVN well within that).
+    ``HAVN_DELIVERY_LEASE`` when set (at least one call with its retries:
+    checked at start-up). Else ten times the client timeout, and never less
+    than one full client call with all its retries plus a minute of backoff
+    (a live worker is still waiting for HAVN well within that).
     """
+    if config.delivery_lease is not None:
+        return config.delivery_lease
     one_call = (config.max_retries + 1) * config.timeout + 60.0
     return max(10.0 * config.timeout, one_call)
 

@@ -1,0 +1,63 @@
+"""``flask havn`` commands for delivery through a task queue (``HAVN_DELIVERY`` ``"celery"`` or ``"rq"``).
+
+    flask havn rq-worker [--burst] [--sweep-every S] [--simple]   an RQ worker for this app's queue
+    flask havn sweep                                               enqueue the due payments that have no task
+
+Celery's worker is Celery's own: ``celery -A yourapp.celery_app worker -Q havn``.
+"""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ..errors import HAVNConfigError
+from .common import fail, require_state
+
+__all__ = ["COMMANDS"]
+
+
+@click.command("rq-worker")
+@with_appcontext
+@click.option("--burst", is_flag=True, help="Run the due jobs (after one sweep), then exit.")
+@click.option("--sweep-every", default=60.0, show_default=True, type=click.FloatRange(0.0),
+              help="Seconds between two sweeps enqueued by this worker (0: none; run them with `rq cron` instead).")
+@click.option("--simple", is_flag=True, help="Run each job in this process instead of a forked work horse.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="RQ's logging level.")
+def rq_worker_command(burst: bool, sweep_every: float, simple: bool, log_level: str) -> None:
+    """Run an RQ worker, with RQ's scheduler, on this app's queue (HAVN_DELIVERY = "rq").
+
+    Each job delivers one payment in this app's context; retries are
+    scheduled jobs. Stop it with Ctrl-C (a warm shutdown finishes the job
+    under way). Start as many as you like, on as many machines.
+    """
+    state = require_state()
+    if state.config.delivery != "rq":
+        raise click.ClickException(f'HAVN_DELIVERY is {state.config.delivery!r}: set HAVN_DELIVERY = "rq" (and '
+                                   "HAVN_RQ_URL) to deliver through RQ")
+    from ..queues.rq import run_worker
+
+    run_worker(current_app._get_current_object(), burst=burst, sweep_every=sweep_every,  # type: ignore[attr-defined]
+               simple=simple, logging_level=log_level.upper())
+
+
+@click.command("sweep")
+@with_appcontext
+def sweep_command() -> None:
+    """Enqueue a delivery task for every payment due longer than HAVN_QUEUE_SWEEP_GRACE (celery/rq delivery).
+
+    What the periodic sweep does, once: after a broker outage, or to check
+    the queue's set-up. A payment that already has a task gets a second one,
+    which ends at once.
+    """
+    try:
+        count = require_state().outbox.sweep()
+    except HAVNConfigError as exc:
+        raise fail(exc) from None
+    click.echo(f"Enqueued {count} due payment(s)")
+
+
+#: The commands of this module, in the order ``flask havn --help`` lists them.
+COMMANDS = (rq_worker_command, sweep_command)
