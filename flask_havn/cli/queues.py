@@ -45,15 +45,17 @@ def rq_worker_command(burst: bool, sweep_every: float, simple: bool, log_level: 
 
 @click.command("sweep")
 @with_appcontext
-def sweep_command() -> None:
+@click.option("--force", is_flag=True, help="Sweep even while tasks wait in the queue.")
+def sweep_command(force: bool) -> None:
     """Enqueue a delivery task for every payment due longer than HAVN_QUEUE_SWEEP_GRACE (celery/rq delivery).
 
     What the periodic sweep does, once: after a broker outage, or to check
-    the queue's set-up. A payment that already has a task gets a second one,
-    which ends at once.
+    the queue's set-up. It waits while tasks wait in the queue, unless
+    --force. A payment that still has a task gets a second one, which ends
+    at once.
     """
     try:
-        count = require_state().outbox.sweep()
+        count = require_state().outbox.sweep(force=force)
     except HAVNConfigError as exc:
         raise fail(exc) from None
     click.echo(f"Enqueued {count} due payment(s)")

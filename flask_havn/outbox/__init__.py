@@ -102,13 +102,15 @@ class Outbox:
         again, or ``None`` when it is done (see :func:`flask_havn.outbox.tasks.run_task`)."""
         return run_task(self._state, payment, now=now)
 
-    def sweep(self, *, now: Optional[datetime] = None, limit: Optional[int] = None) -> int:
+    def sweep(self, *, now: Optional[datetime] = None, limit: Optional[int] = None, force: bool = False) -> int:
         """Enqueue a task for every payment due for ``HAVN_QUEUE_SWEEP_GRACE`` seconds without one; how many.
 
         The periodic safety net of ``celery``/``rq`` delivery (Celery beat's
-        ``flask-havn-sweep``, ``flask havn rq-worker``, ``flask havn sweep``).
+        ``flask-havn-sweep``, ``flask havn rq-worker``, ``flask havn sweep``);
+        it waits while tasks wait in the queue, unless ``force`` (see
+        :func:`flask_havn.outbox.tasks.sweep`).
         """
-        return sweep(self._state, self._queue(), now=now, limit=limit)
+        return sweep(self._state, self._queue(), now=now, limit=limit, force=force)
 
     def _queue(self) -> TaskQueue:
         queue = self._state.queue

@@ -51,6 +51,9 @@ class TaskQueue(Protocol):
     def enqueue(self, payment_id: int, delay: float = 0.0) -> None:
         """Send one delivery task for ``payment_id``, to run in ``delay`` seconds (0: now)."""
 
+    def waiting(self) -> int:
+        """How many tasks wait in the queue, ready to start (not those scheduled for later, nor running)."""
+
 
 def watch_session(session: Any) -> None:
     """Install the commit hooks on the host's ``db.session`` (a scoped session); idempotent.

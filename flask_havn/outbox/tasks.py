@@ -15,10 +15,14 @@ run again, and the engine re-schedules it (Celery ``retry(countdown=…)``, RQ
   nothing more (sent, dead, not completed).
 
 :func:`sweep` is the safety net for a task the broker lost (down at commit
-time, a worker killed with its prefetched messages): every payment that has
-been due, untouched, for ``HAVN_QUEUE_SWEEP_GRACE`` seconds gets a new task,
-and is marked (``updated_at``) so that the next sweeps leave it alone for as
-long again. A duplicate task is harmless: its claim fails and it ends.
+time, a worker killed with its prefetched messages): once no task waits in
+the queue, every payment that has been due, untouched, for
+``HAVN_QUEUE_SWEEP_GRACE`` seconds has lost its task, and gets a new one. It
+is marked (``updated_at``) so that the next sweeps leave it alone for as long
+again. While tasks wait, the sweep does nothing: a payment due for long may
+just be behind them, and enqueueing it again would only lengthen the queue
+(so give HAVN a queue of its own: the default ``havn``). A duplicate task is
+harmless all the same: its claim fails and it ends.
 """
 from __future__ import annotations
 
@@ -99,15 +103,22 @@ def sweep_due(state: "HAVNState", *, now: Optional[datetime] = None, limit: Opti
 
 
 def sweep(state: "HAVNState", queue: TaskQueue, *, now: Optional[datetime] = None,
-          limit: Optional[int] = None) -> int:
+          limit: Optional[int] = None, force: bool = False) -> int:
     """Enqueue a task for every payment :func:`sweep_due` finds, and mark those; how many were enqueued.
 
-    Marking sets ``updated_at`` to ``now`` (unless a task touched the row
-    meanwhile), so a payment whose new task waits behind a long backlog is
-    not enqueued again by every sweep. One the broker refused stays unmarked,
-    for the next sweep.
+    Nothing while tasks wait in the queue (unless ``force``): those due for
+    long may be behind them. Marking sets ``updated_at`` to ``now`` (unless a
+    task touched the row meanwhile), so a payment whose new task is still to
+    run is not enqueued again by the next sweeps. One the broker refused
+    stays unmarked, for the next sweep.
     """
     now = now or utcnow()
+    if not force:
+        waiting = queue.waiting()
+        if waiting:
+            logger.info("sweep skipped: %d task(s) wait in %s queue %r; payments due for long may be behind them",
+                        waiting, queue.engine, queue.name)
+            return 0
     ids = sweep_due(state, now=now, limit=limit)
     enqueued = [payment_id for payment_id in ids if send(queue, payment_id)]
     if enqueued:

@@ -63,6 +63,19 @@ class CeleryQueue:
         """One ``flask_havn.deliver`` task for ``payment_id``, now or ``delay`` seconds from now."""
         self.deliver.apply_async((payment_id,), queue=self.name, countdown=delay if delay > 0 else None)
 
+    def waiting(self) -> int:
+        """Messages ready in the broker's queue (a passive declare; a queue never declared holds none).
+
+        Messages a worker has reserved — a countdown not yet due among them —
+        are not counted.
+        """
+        with self.celery_app.connection_for_read() as connection:
+            try:
+                declared = connection.default_channel.queue_declare(queue=self.name, passive=True)
+            except connection.channel_errors:
+                return 0
+            return int(declared.message_count)
+
 
 def bind(app: Flask, celery_app: Celery, *, sweep_every: Optional[float] = 60.0) -> CeleryQueue:
     """Register the delivery and sweep tasks of ``app`` on ``celery_app``; the queue ``app`` now delivers through.
@@ -83,16 +96,17 @@ def bind(app: Flask, celery_app: Celery, *, sweep_every: Optional[float] = 60.0)
                               "are fixed, so give each Flask app its own Celery app")
     name = state.config.queue_name
 
+    # The queue is named on every send (the task's own ``queue`` attribute is deprecated in Celery 5.7).
     @celery_app.task(name=DELIVER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
-                     max_retries=None, queue=name)
+                     max_retries=None)
     def deliver(task: Any, payment_id: int) -> None:
         """One delivery attempt of ``payment_id``; retried at its ``next_attempt_at`` while it is ``failed``."""
         with app.app_context():
             delay = run_task(get_state(app), int(payment_id))
         if delay is not None:
-            raise task.retry(countdown=delay, max_retries=None)
+            raise task.retry(countdown=delay, max_retries=None, queue=name)
 
-    @celery_app.task(name=SWEEP_TASK, acks_late=True, ignore_result=True, queue=name)
+    @celery_app.task(name=SWEEP_TASK, acks_late=True, ignore_result=True)
     def sweep_task() -> int:
         """A new delivery task for every payment due too long without one; how many."""
         with app.app_context():

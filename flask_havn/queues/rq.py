@@ -72,6 +72,10 @@ class RQQueue:
         else:
             self.queue.enqueue(deliver_job, payment_id, **options)
 
+    def waiting(self) -> int:
+        """Jobs waiting in the queue (RQ's scheduled jobs are elsewhere until due)."""
+        return int(self.queue.count)
+
     def enqueue_sweep(self) -> None:
         """One :func:`sweep_job`."""
         self.queue.enqueue(sweep_job, job_timeout=self._job_timeout, result_ttl=0, description="HAVN sweep")
