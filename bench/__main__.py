@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from . import bench_outbox, bench_transport, bench_webhooks
+from . import bench_outbox, bench_queue, bench_transport, bench_webhooks
 
 
 def main(argv: list) -> int:
@@ -12,6 +12,7 @@ def main(argv: list) -> int:
     bench_transport.run(quick)
     bench_webhooks.run(quick)
     bench_outbox.run(quick)
+    bench_queue.run(quick)
     return 0
 
 
