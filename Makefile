@@ -4,8 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
+# The oldest and newest Pythons we support (setup.cfg's classifiers); .ci/python.sh finds them.
+PY_OLDEST ?= 3.9
+PY_NEWEST ?= 3.13
+# `make bench BENCH_ARGS=--quick`: a few rounds only (what CI runs, to keep the benchmarks from rotting).
+BENCH_ARGS ?=
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-py39 test-py313 test-versions dist bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,18 +21,38 @@ $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[example]'
 	touch $@
 
 demo: $(VENV)/.installed
 	@echo "ShopEasy (example_app) against the embedded HAVN sandbox: open http://$(HOST):$(PORT)/"
 	$(BIN)/flask --app example_app run --host $(HOST) --port $(PORT)
 
+# -ra: every skipped test says why (e.g. no PostgreSQL or Chromium here).
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+# The suite on another Python, in its own venv (.venv-py3.9, .venv-py3.13).
+.venv-py%/.installed-test: setup.cfg pyproject.toml
+	interpreter="$$(bash .ci/python.sh $*)" && "$$interpreter" -m venv .venv-py$*
+	.venv-py$*/bin/python -m pip install -q --upgrade pip
+	.venv-py$*/bin/python -m pip install -q -e '.[test,postgres]'
+	touch $@
+
+test-py39: .venv-py$(PY_OLDEST)/.installed-test
+	.venv-py$(PY_OLDEST)/bin/python -m pytest -ra $(PYTEST_ARGS)
+
+test-py313: .venv-py$(PY_NEWEST)/.installed-test
+	.venv-py$(PY_NEWEST)/bin/python -m pytest -ra $(PYTEST_ARGS)
+
+test-versions: test-py39 test-py313
+
+# sdist + wheel, twine check, and the wheel installed in a clean venv and smoke-tested.
+dist:
+	PYTHON=$(PYTHON) bash .ci/package.sh
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-py* build dist *.egg-info .pytest_cache

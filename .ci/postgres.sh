@@ -13,9 +13,14 @@ PORT="${HAVN_TEST_POSTGRES_PORT:-54329}"
 CLUSTER="havn_test"
 ROLE="havn"
 PASSWORD="havn"
-DATABASE="havn_test"
+DATABASE="${HAVN_TEST_POSTGRES_DATABASE:-havn_test}"   # another name keeps parallel runs apart
 
 log() { echo "postgres.sh: $*" >&2; }
+
+if ! [[ "$DATABASE" =~ ^[a-z_][a-z0-9_]*$ ]]; then
+    log "HAVN_TEST_POSTGRES_DATABASE must be a plain lower-case name, not '$DATABASE'"
+    exit 1
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

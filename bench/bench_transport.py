@@ -7,54 +7,21 @@ request-scoped client saves.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from contextlib import contextmanager
-from typing import Any, Iterator, Tuple
+import sys
+from typing import Tuple
 
 from flask_havn.client import HAVNClient
 from flask_havn.transport import Transport
 
-from ._timing import best_of, report
+from ._loopback import fixed_answer_server
+from ._timing import best_of_alternating, report
 
 _ANSWER = json.dumps({"success": True, "referral_code": "HAVN-AB-001", "user_id": "usr_1"}).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without TCP_NODELAY the second waits
-    # for the client's delayed ACK (~40 ms) on a kept-alive connection.
-    disable_nagle_algorithm = True
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(_ANSWER)))
-        self.end_headers()
-        self.wfile.write(_ANSWER)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def _server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def run(quick: bool = False) -> Tuple[float, float]:
-    number, repeat = (20, 2) if quick else (200, 5)
-    with _server() as url:
+    number, rounds = (20, 2) if quick else (200, 5)
+    with fixed_answer_server(_ANSWER) as url:
         pooled = HAVNClient(transport=Transport(api_key="k", webhook_secret="s", base_url=url))
 
         def ours() -> None:
@@ -66,12 +33,11 @@ def run(quick: bool = False) -> Tuple[float, float]:
 
         ours()
         fresh_connection()
-        t_ours = best_of(ours, repeat=repeat, number=number)
-        t_base = best_of(fresh_connection, repeat=repeat, number=number)
+        times = best_of_alternating({"ours": ours, "fresh": fresh_connection}, rounds=rounds, number=number)
         pooled.close()
-    report("user-sync call, pooled per-app transport", t_ours, t_base, "new connection per call")
-    return t_ours, t_base
+    report("user-sync call, pooled per-app transport", times["ours"], times["fresh"], "new connection per call")
+    return times["ours"], times["fresh"]
 
 
 if __name__ == "__main__":
-    run()
+    run("--quick" in sys.argv)

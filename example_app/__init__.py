@@ -20,16 +20,16 @@ import secrets
 from typing import Any, Dict, Mapping, Optional
 
 from flask import Flask, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]  # Flask-WTF ships no py.typed
 from werkzeug.exceptions import HTTPException
 
-from .csrf import init_csrf
-from .extensions import db, havn
+from .extensions import csrf, db, havn
 from .money import format_money
 from .receivers import connect_receivers
 
 __all__ = ["create_app", "db", "havn"]
 
-#: Blueprints whose POSTs need ShopEasy's CSRF token (flask_havn's own routes are not ours).
+#: ShopEasy's own pages (flask_havn's JSON routes under /havn answer errors as JSON, not as a page).
 _PAGES = ("projects", "payments", "network", "activity", "sandbox_tools")
 
 
@@ -51,7 +51,9 @@ def create_app(config: Optional[Mapping[str, Any]] = None, *, instance_path: Opt
     # ShopEasy's pages call havn's services directly, so it registers no @havn.authorize:
     # flask_havn's JSON routes under /havn stay closed (403), as they should without a login.
     havn.init_app(app, db=db)
-    init_csrf(app, protected_blueprints=_PAGES)
+    # Every POST needs the form's csrf_token(); flask_havn exempts its webhook endpoint (HAVN signs
+    # its events instead), whichever of the two extensions is set up first.
+    csrf.init_app(app)
     connect_receivers(app)
     _register_pages(app)
 
@@ -75,6 +77,12 @@ def _register_pages(app: Flask) -> None:
         return {"havn_sandbox": settings.sandbox, "havn_test_mode": settings.test_mode,
                 "havn_base_url": settings.base_url, "havn_conversion": settings.currency_conversion}
 
+    @app.context_processor
+    def _page_marker() -> Dict[str, str]:
+        # <body data-page="projects.show" data-render="…">: which page this is and which rendering of
+        # it, so a script (or the browser test) tells a freshly loaded page from the one it replaced.
+        return {"render_id": secrets.token_hex(8)}
+
     @app.get("/")
     def index() -> Any:
         return redirect(url_for("projects.index"))
@@ -86,4 +94,8 @@ def _register_pages(app: Flask) -> None:
         if request.blueprint not in _PAGES and (request.blueprint is not None or
                                                 (prefix and request.path.startswith(prefix + "/"))):
             return exc
-        return render_template("error.html", code=exc.code, name=exc.name, description=exc.description), exc.code
+        description = exc.description
+        if isinstance(exc, CSRFError):  # Flask-WTF's reason, then what to do about it
+            description = f"{description} The form expired or did not come from ShopEasy; reload the page and " \
+                          "submit it again."
+        return render_template("error.html", code=exc.code, name=exc.name, description=description), exc.code

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._version import __version__ as __version__
 from .errors import (
     HAVNAPIError,
     HAVNAuthError,
@@ -15,8 +16,6 @@ from .errors import (
     HAVNValidationError,
     WebhookVerificationError,
 )
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "HAVN",

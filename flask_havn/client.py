@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping as _Mapping
+from collections.abc import Sequence as _Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import rules
 from .errors import HAVNAPIError, HAVNConfigError, HAVNError, HAVNValidationError
-from .results import BulkSyncResult, SyncResult, TransactionResult, VoucherPage, VoucherValidation
+from .results import BatchResult, BulkSyncResult, SyncResult, TransactionResult, VoucherPage, VoucherValidation
 from .signing import canonical_json
 from .transport import DEFAULT_BASE_URL, Transport, derived_idempotency_key
 
@@ -88,30 +90,110 @@ class UsersResource(_Resource):
         return SyncResult.from_dict(self._transport.request("POST", f"{API}/user-sync", payload=payload))
 
     @staticmethod
-    def _check_bulk_user(index: int, user: Any) -> Dict[str, Any]:
-        where = f"users[{index}]"
-        if not isinstance(user, Mapping):
-            raise HAVNValidationError(where, "must be a dict with at least email and name")
-        rules.check_email(user.get("email"), f"{where}.email")
-        rules.check_text(user.get("name"), f"{where}.name", max_length=200)
-        for key in ("upline_code", "referral_code"):
-            if user.get(key) is not None:
-                rules.check_code(user[key], f"{where}.{key}")
-        if user.get("country_code") is not None:
-            rules.check_country_code(user["country_code"], f"{where}.country_code")
-        for key in ("is_owner", "create_associate"):
-            if key in user and user[key] is not None:
-                rules.check_bool(user[key], f"{where}.{key}")
-        for key in ("google_id", "picture", "avatar"):
-            if user.get(key) is not None and not isinstance(user[key], str):
-                raise HAVNValidationError(f"{where}.{key}", "must be a string")
-        copy = dict(user)
+    def _check_bulk_user(index: int, user: Any) -> None:
+        """Raise :class:`HAVNValidationError` naming ``users[index].<field>`` if ``user`` breaks a rule."""
+        if type(user) is not dict and not isinstance(user, _Mapping):
+            raise HAVNValidationError(f"users[{index}]", "must be a dict with at least email and name")
         try:
-            canonical_json(copy)
-        except (TypeError, ValueError):
-            raise HAVNValidationError(where, "must hold only JSON values (strings, numbers, booleans, "
-                                      "null, lists, dicts)") from None
-        return copy
+            rules.check_email(user.get("email"), "email")
+            rules.check_text(user.get("name"), "name", max_length=200)
+            if len(user) > 2:  # more than email and name
+                for key, value in user.items():
+                    check = _USER_RULES.get(key)
+                    if check is not None and value is not None:
+                        check(value, key)
+        except HAVNValidationError as exc:
+            raise HAVNValidationError(f"users[{index}].{exc.field}", exc.reason) from None
+
+    @staticmethod
+    def _users_json(users: Sequence[Mapping[str, Any]], batch_size: int) -> List[bytes]:
+        """Each batch's users as a canonical JSON array: the JSON check and the bytes sent, made once."""
+        arrays: List[bytes] = []
+        for start in range(0, len(users), batch_size):
+            batch = [u if type(u) is dict else dict(u) for u in users[start:start + batch_size]]
+            try:
+                arrays.append(canonical_json(batch))
+            except (TypeError, ValueError):
+                for index, user in enumerate(batch, start):
+                    try:
+                        canonical_json(user)
+                    except (TypeError, ValueError):
+                        raise HAVNValidationError(f"users[{index}]", "must hold only JSON values (strings, numbers, "
+                                                  "booleans, null, lists, dicts; no NaN)") from None
+                raise  # pragma: no cover - a batch fails only through one of its users
+        return arrays
+
+    def iter_sync_bulk(
+        self,
+        users: Sequence[Mapping[str, Any]],
+        *,
+        upline_code: Optional[str] = None,
+        referral_code: Optional[str] = None,
+        is_owner: Optional[bool] = None,
+        create_associate: Optional[bool] = None,
+        batch_size: Optional[int] = None,
+    ) -> Iterator[BatchResult]:
+        """Sync many users in batches, yielding a :class:`BatchResult` as each batch completes.
+
+        The streaming form of :meth:`sync_bulk` (same arguments but
+        ``on_batch``, same rules and wire): nothing is merged or kept, so a sync
+        of 100,000 members holds one batch's answer at a time. Every user is
+        validated, and every batch serialised, when this is called, before the
+        first request; the requests go out as you iterate (stop iterating and
+        the rest are not sent). A failing batch raises its error from the
+        iteration; the batches already yielded stay synced.
+        """
+        size, arrays, shared = self._prepare_bulk(users, upline_code, referral_code, is_owner, create_associate,
+                                                  batch_size)
+        return self._send_batches(len(users), size, arrays, shared)
+
+    def _prepare_bulk(
+        self,
+        users: Sequence[Mapping[str, Any]],
+        upline_code: Optional[str],
+        referral_code: Optional[str],
+        is_owner: Optional[bool],
+        create_associate: Optional[bool],
+        batch_size: Optional[int],
+    ) -> Tuple[int, List[bytes], Dict[str, Any]]:
+        """Validate a bulk sync's arguments; the batch size, each batch's users JSON and the shared fields."""
+        if isinstance(users, (str, bytes)) or isinstance(users, _Mapping) or not isinstance(users, _Sequence):
+            raise HAVNValidationError("users", "must be a list of user dicts")
+        if not users:
+            raise HAVNValidationError("users", "must not be empty; pass at least one user dict")
+        top = self._bulk_max_size
+        if batch_size is None:
+            batch_size = top
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= top:
+            raise HAVNValidationError("batch_size", f"must be an integer from 1 to {top} (HAVN accepts at most "
+                                      f"{top} users per request; HAVN_BULK_MAX_SIZE sets the limit)")
+        for index, user in enumerate(users):
+            self._check_bulk_user(index, user)
+        shared = {
+            "upline_code": rules.optional_code(upline_code, "upline_code"),
+            "referral_code": rules.optional_code(referral_code, "referral_code"),
+            "is_owner": None if is_owner is None else rules.check_bool(is_owner, "is_owner"),
+            "create_associate": (None if create_associate is None
+                                 else rules.check_bool(create_associate, "create_associate")),
+        }
+        return batch_size, self._users_json(users, batch_size), shared
+
+    def _send_batches(self, count: int, batch_size: int, arrays: List[bytes],
+                      shared: Dict[str, Any]) -> Iterator[BatchResult]:
+        """Send the prepared batches one by one; batches after the first take the code the first returned."""
+        total = len(arrays)
+        arrays.reverse()  # pop() from the end hands each batch over and lets its bytes go once sent
+        for number in range(1, total + 1):
+            # canonical_json sorts keys and "users" sorts after every shared key: append it to the shared object.
+            head = canonical_json(_drop_none(shared))
+            body = (head[:-1] + b"," if len(head) > 2 else b"{") + b'"users":' + arrays.pop() + b"}"
+            answer = self._transport.request("POST", f"{API}/user-sync", body=body)
+            result = BulkSyncResult.from_dict(answer)
+            if shared["referral_code"] is None and result.referral_code:
+                shared["referral_code"] = result.referral_code
+            offset = (number - 1) * batch_size
+            yield BatchResult(batch_no=number, total_batches=total, offset=offset,
+                              size=min(batch_size, count - offset), result=result)
 
     def sync_bulk(
         self,
@@ -137,51 +219,45 @@ class UsersResource(_Resource):
         in the result point into ``users``. ``on_batch(batch_no, total_batches,
         batch_result)`` runs after each batch (``batch_no`` from 1). If a batch
         fails, the error raised carries ``.partial_result`` (the merge of the
-        batches that succeeded, or ``None``).
+        batches that succeeded, or ``None``). The result keeps every member's
+        row: for very large lists use :meth:`iter_sync_bulk`, which keeps none.
         """
-        if isinstance(users, (str, bytes, Mapping)) or not isinstance(users, Sequence):
-            raise HAVNValidationError("users", "must be a list of user dicts")
-        if not users:
-            raise HAVNValidationError("users", "must not be empty; pass at least one user dict")
-        top = self._bulk_max_size
-        if batch_size is None:
-            batch_size = top
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= top:
-            raise HAVNValidationError("batch_size", f"must be an integer from 1 to {top} (HAVN accepts at most "
-                                      f"{top} users per request; HAVN_BULK_MAX_SIZE sets the limit)")
-        checked = [self._check_bulk_user(i, u) for i, u in enumerate(users)]
-        upline_code = rules.optional_code(upline_code, "upline_code")
-        referral_code = rules.optional_code(referral_code, "referral_code")
-        if is_owner is not None:
-            rules.check_bool(is_owner, "is_owner")
-        if create_associate is not None:
-            rules.check_bool(create_associate, "create_associate")
         if on_batch is not None and not callable(on_batch):
             raise HAVNValidationError("on_batch", "must be a callable(batch_no, total_batches, result)")
-
-        batches = [checked[i:i + batch_size] for i in range(0, len(checked), batch_size)]
+        batches = self.iter_sync_bulk(users, upline_code=upline_code, referral_code=referral_code,
+                                      is_owner=is_owner, create_associate=create_associate, batch_size=batch_size)
         parts: List[Tuple[int, BulkSyncResult]] = []
-        shared_code = referral_code
-        for number, batch in enumerate(batches, start=1):
-            payload = _drop_none({
-                "users": batch,
-                "upline_code": upline_code,
-                "referral_code": shared_code,
-                "is_owner": is_owner,
-                "create_associate": create_associate,
-            })
+        while True:
             try:
-                answer = self._transport.request("POST", f"{API}/user-sync", payload=payload)
+                batch = next(batches)
+            except StopIteration:
+                break
             except HAVNError as exc:
                 exc.partial_result = BulkSyncResult.merge(parts) if parts else None  # type: ignore[attr-defined]
                 raise
-            result = BulkSyncResult.from_dict(answer)
-            parts.append(((number - 1) * batch_size, result))
-            if shared_code is None and result.referral_code:
-                shared_code = result.referral_code
+            parts.append((batch.offset, batch.result))
             if on_batch is not None:
-                on_batch(number, len(batches), result)
+                on_batch(batch.batch_no, batch.total_batches, batch.result)
         return BulkSyncResult.merge(parts)
+
+
+def _check_string(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise HAVNValidationError(field, "must be a string")
+    return value
+
+
+#: The optional per-user keys of a bulk sync with a rule of their own (others are sent as given).
+_USER_RULES: Dict[str, Callable[[Any, str], Any]] = {
+    "upline_code": rules.check_code,
+    "referral_code": rules.check_code,
+    "country_code": rules.check_country_code,
+    "is_owner": rules.check_bool,
+    "create_associate": rules.check_bool,
+    "google_id": _check_string,
+    "picture": _check_string,
+    "avatar": _check_string,
+}
 
 
 class TransactionsResource(_Resource):
@@ -479,6 +555,10 @@ class AuthResource(_Resource):
 
 class HAVNClient:
     """The HAVN API. Pass credentials, or a ready :class:`Transport` (the Flask extension does).
+
+    ``timeout`` is the most one attempt may take in all (connect, send and the
+    whole answer); with ``max_retries`` and the waits between attempts, a call
+    takes at most ``client.transport.max_call_seconds()``.
 
     Client options (allowed with either): ``default_payment_gateway`` — the
     gateway label ``transactions.send`` uses when a call names none;

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .client import MAX_BULK_SIZE
 from .currency import parse_rate_table
+from .transport import DEFAULT_MAX_TOTAL_WAIT, max_call_seconds
 from .errors import HAVNConfigError
 
 __all__ = ["HAVNConfig", "HAVNConfigWarning", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
@@ -154,7 +155,7 @@ class HAVNConfig:
     webhook_secret: Optional[str] = field(default=None, repr=False)
     #: ``HAVN_BASE_URL`` — where HAVN's API lives.
     base_url: str = "https://api.havn.com"
-    #: ``HAVN_TIMEOUT`` — seconds for connecting and for reading each answer.
+    #: ``HAVN_TIMEOUT`` — seconds one attempt may take in all (connect, send, the whole answer).
     timeout: float = 30.0
     #: ``HAVN_MAX_RETRIES`` — retries after the first attempt (connection errors, 429, 5xx).
     max_retries: int = 3
@@ -300,23 +301,25 @@ _FOREIGN_PREFIXES = ("HAVN_SANDBOX_", "HAVN_TEST_")
 
 
 def _check_lease(values: Mapping[str, Any]) -> None:
-    """Refuse a ``HAVN_DELIVERY_LEASE`` shorter than one HAVN call with its retries.
+    """Refuse a ``HAVN_DELIVERY_LEASE`` shorter than one delivery's HTTP call can last.
 
     A worker still waiting for HAVN would lose its claim, and another would
     send the same payment again (HAVN's idempotency keeps it to one
-    transaction, but the lease is there to avoid that).
+    transaction, but the lease is there to avoid that). The bound is
+    :func:`flask_havn.transport.max_call_seconds`; without retries there is
+    no wait between attempts.
     """
     lease = values.get("delivery_lease")
     if lease is None:
         return
     timeout = values.get("timeout", _FIELD_DEFAULTS["timeout"])
     retries = values.get("max_retries", _FIELD_DEFAULTS["max_retries"])
-    one_call = (retries + 1) * timeout
+    one_call = max_call_seconds(timeout, retries, DEFAULT_MAX_TOTAL_WAIT if retries else 0.0)
     if lease < one_call:
         raise HAVNConfigError(
-            f"HAVN_DELIVERY_LEASE = {lease:g} is shorter than one HAVN call with its retries "
-            f"((HAVN_MAX_RETRIES + 1) x HAVN_TIMEOUT = {one_call:g} s): a worker still waiting for HAVN would lose "
-            "its claim. Raise HAVN_DELIVERY_LEASE, or lower HAVN_TIMEOUT or HAVN_MAX_RETRIES")
+            f"HAVN_DELIVERY_LEASE = {lease:g} is shorter than one delivery's HTTP call can last ({one_call:g} s with "
+            "HAVN_TIMEOUT and HAVN_MAX_RETRIES): a worker still waiting for HAVN would lose its claim. Raise "
+            "HAVN_DELIVERY_LEASE, or lower HAVN_TIMEOUT or HAVN_MAX_RETRIES")
 
 
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:

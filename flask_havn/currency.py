@@ -262,20 +262,24 @@ def with_audit(custom_fields: Optional[Mapping[str, Any]], audit: Mapping[str, A
     return merged
 
 
-def parse_rate_table(value: Any) -> Dict[str, Decimal]:
-    """``HAVN_EXCHANGE_RATES``: currency → USD per major unit, from a mapping or a string.
+def parse_rate_table(value: Any, *, field: Optional[str] = None) -> Dict[str, Decimal]:
+    """A rate table (currency → USD per major unit) from a mapping or a string; the one parser of them.
 
-    A string is a JSON object (``{"IDR": "0.0000633"}``) or ``"IDR=0.0000633,
-    EUR=1.08"``. Floats are refused; currency codes must be accepted ones;
-    USD, if given, must be 1. Raises ``ValueError`` saying what is wrong.
+    Used for ``HAVN_EXCHANGE_RATES``, the sandbox's ``HAVN_SANDBOX_EXCHANGE_RATES``
+    and its rate-changing control routes. A string is a JSON object
+    (``{"IDR": "0.0000633"}``) or ``"IDR=0.0000633,EUR=1.08"``. Floats are refused;
+    currency codes must be accepted ones; USD, if given, must be 1. Raises
+    :class:`HAVNValidationError` (a ``ValueError``) saying what is wrong; its
+    ``field`` is the currency code, prefixed by ``field`` and a dot when given.
     """
+    whole = field or "exchange_rates"
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("{"):
             try:
                 value = json.loads(text, parse_float=str, parse_int=str)
             except ValueError:
-                raise ValueError('is not a JSON object such as {"IDR": "0.0000633"}') from None
+                raise HAVNValidationError(whole, 'is not a JSON object such as {"IDR": "0.0000633"}') from None
         else:
             pairs: Dict[str, str] = {}
             for item in text.replace(";", ",").split(","):
@@ -283,23 +287,23 @@ def parse_rate_table(value: Any) -> Dict[str, Decimal]:
                     continue
                 code, sep, written = item.partition("=")
                 if not sep:
-                    raise ValueError(f"{item.strip()!r} is not CODE=RATE; write e.g. IDR=0.0000633,EUR=1.08")
+                    raise HAVNValidationError(
+                        whole, f"{item.strip()!r} is not CODE=RATE; write e.g. IDR=0.0000633,EUR=1.08")
                 pairs[code] = written
             value = pairs
     if not isinstance(value, Mapping):
-        raise ValueError('give a dict such as {"IDR": "0.0000633"} (USD per one major unit, decimal strings)')
+        raise HAVNValidationError(
+            whole, 'give a dict such as {"IDR": "0.0000633"} (USD per one major unit, decimal strings)')
     table: Dict[str, Decimal] = {}
     for code, raw in value.items():
         key = str(code).strip().upper()
+        name = f"{field}.{key}" if field else key
         if key not in SUPPORTED_CURRENCIES:
-            raise ValueError(f"{code!r} is not a currency HAVN accepts; use one of "
-                             f"{', '.join(sorted(SUPPORTED_CURRENCIES))}")
-        try:
-            rate = parse_rate(raw, field=key)
-        except HAVNValidationError as exc:
-            raise ValueError(f"{key}: {exc.reason}") from None
+            raise HAVNValidationError(name, f"{code!r} is not a currency HAVN accepts; use one of "
+                                            f"{', '.join(sorted(SUPPORTED_CURRENCIES))}")
+        rate = parse_rate(raw, field=name)
         if key == "USD" and rate != 1:
-            raise ValueError("the USD rate is always 1")
+            raise HAVNValidationError(name, "the USD rate is always 1")
         table[key] = rate
     return table
 

@@ -16,11 +16,12 @@ Every error has ``.message`` (what went wrong and what to do) and
     └── WebhookVerificationError an inbound webhook failed verification
 
 No error message, ``str()`` or ``repr()`` ever contains the API key or the
-webhook secret.
+webhook secret: :func:`redact` replaces them before a message is built.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+import re
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 __all__ = [
     "HAVNError",
@@ -34,7 +35,38 @@ __all__ = [
     "HAVNConflictError",
     "HAVNRateLimitError",
     "WebhookVerificationError",
+    "REDACTED",
+    "redact",
 ]
+
+#: What a secret becomes in a message, a log line or a copied response body.
+REDACTED = "***"
+#: A secret this long or longer cannot turn up inside ordinary words by chance, so it is replaced
+#: wherever it appears, even glued to other characters (``key%3D<secret>``, ``Bearer<secret>``).
+_ANYWHERE_LENGTH = 12
+#: Characters that continue a token: a shorter secret is replaced only where none touches it.
+_TOKEN_CHAR = r"[\w-]"
+
+
+def redact(text: str, secrets: Iterable[Optional[str]]) -> str:
+    """``text`` with every secret in ``secrets`` replaced by ``***``.
+
+    A secret is replaced where it stands as a whole token (the whole text,
+    e.g. a header value, or bounded by characters other than letters, digits,
+    ``_`` and ``-``), so a short development key such as ``"dev"`` leaves
+    "developer" and "dev-server" readable while ``"key=dev refused"``
+    becomes ``"key=*** refused"``. A secret of 12 characters or more is
+    replaced anywhere. Empty secrets are ignored; longer ones match first.
+    """
+    patterns = []
+    for secret in sorted({s for s in secrets if s and s.strip()}, key=len, reverse=True):
+        escaped = re.escape(secret)
+        if len(secret) < _ANYWHERE_LENGTH:
+            escaped = f"(?<!{_TOKEN_CHAR}){escaped}(?!{_TOKEN_CHAR})"
+        patterns.append(escaped)
+    if not patterns:
+        return text
+    return re.sub("|".join(patterns), REDACTED, text)
 
 
 class HAVNError(Exception):

@@ -6,9 +6,8 @@ about an app; everything per app lives in ``app.extensions["havn"]`` (a
 """
 from __future__ import annotations
 
-import os
 from dataclasses import fields, replace
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from flask import Flask, current_app, g, has_app_context
 from werkzeug.local import LocalProxy
@@ -95,7 +94,8 @@ class HAVN:
         sandbox_app = None
         if config.sandbox:
             hook_url = _HOST_URL + config.url_prefix + config.webhook_path if with_routes else None
-            config, sandbox_app = _embed_sandbox(config, app.config, webhook_url=hook_url)
+            config, sandbox_app = _embed_sandbox(config, app.config, webhook_url=hook_url,
+                                                 instance_path=app.instance_path)
         for item in fields(config):
             if item.repr:  # every resolved setting but the secrets becomes visible in app.config
                 app.config.setdefault("HAVN_" + item.name.upper(), getattr(config, item.name))
@@ -290,15 +290,16 @@ def _release_client(exc: Optional[BaseException]) -> None:
     g.pop(_CLIENT_KEY, None)
 
 
-def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook_url: Optional[str]
-                   ) -> Tuple[HAVNConfig, Flask]:
+def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook_url: Optional[str],
+                   instance_path: str) -> Tuple[HAVNConfig, Flask]:
     """Point ``config`` at an in-process sandbox and build that sandbox app.
 
     ``HAVN_SANDBOX_*`` keys of the host's config (else of the environment)
-    pass through to the sandbox (rates, seed, commission levels…); its events
-    go to ``webhook_url``.
+    pass through to the sandbox; its events go to ``webhook_url``; its state
+    lives in the instance folder unless ``HAVN_SANDBOX_DATABASE_URI`` says
+    otherwise (see :mod:`flask_havn.sandbox.embedded`).
     """
-    from .sandbox import create_app
+    from .sandbox.embedded import embedded_sandbox
 
     config = replace(
         config,
@@ -306,12 +307,8 @@ def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook
         webhook_secret=config.webhook_secret or SANDBOX_WEBHOOK_SECRET,
         base_url=SANDBOX_BASE_URL,
     )
-    sandbox_config: Dict[str, Any] = {k: v for k, v in os.environ.items() if k.startswith("HAVN_SANDBOX_")}
-    sandbox_config.update((k, v) for k, v in app_config.items() if k.startswith("HAVN_SANDBOX_"))
-    sandbox_config.update(HAVN_API_KEY=config.api_key, HAVN_WEBHOOK_SECRET=config.webhook_secret)
-    if webhook_url is not None:
-        sandbox_config.setdefault("HAVN_SANDBOX_WEBHOOK_URL", webhook_url)
-    return config, create_app(sandbox_config)
+    return config, embedded_sandbox(app_config, instance_path=instance_path, api_key=config.api_key or "",
+                                    webhook_secret=config.webhook_secret or "", webhook_url=webhook_url)
 
 
 def _deliver_sandbox_events_in_process(app: Flask, state: HAVNState) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "build_models",
     "SYNC_STATES",
     "MEMBER_ROLES",
+    "OWNER_ROLE_KEY",
     "PAYMENT_STATUSES",
     "DELIVERY_STATES",
     "EVENT_STATUSES",
@@ -75,22 +76,26 @@ def build_models(db: Any) -> Models:
     return models
 
 
-#: Dialects whose partial indexes can say "one owner per project"; elsewhere the index is not created.
-ONE_OWNER_DIALECTS = ("postgresql", "sqlite")
+#: ``role_key`` of a project's owner; a partner's is its ``email_key`` (which always holds an ``@``).
+OWNER_ROLE_KEY = "owner"
 
 
-def _one_owner_index() -> sa.Index:
-    """A partial unique index: at most one ``owner`` member per project (PostgreSQL and SQLite only).
+def _one_owner_constraint() -> sa.UniqueConstraint:
+    """At most one ``owner`` member per project, as a plain UNIQUE constraint every database has.
 
-    Other databases (MySQL, SQL Server…) have no ``WHERE`` on an index: there it
-    would become a plain unique index on ``project_id`` (one member per
-    project), so it is not emitted and the services' one-owner check alone holds.
+    ``role_key`` is ``"owner"`` on the owner's row and the member's own
+    ``email_key`` on a partner's (already unique per project), so
+    ``UNIQUE(project_id, role_key)`` refuses a second owner and nothing else.
+    Unlike a partial index (``WHERE role = 'owner'``), it means the same on
+    MySQL and SQL Server, Alembic's autogenerate renders it unchanged, and it
+    needs no dialect-specific option (which would import that dialect).
     """
-    index = sa.Index("uq_havn_one_owner", "project_id", unique=True,
-                     sqlite_where=sa.text("role = 'owner'"), postgresql_where=sa.text("role = 'owner'"))
-    if hasattr(index, "ddl_if"):  # SQLAlchemy 2.0+; 1.4 would emit it everywhere
-        index.ddl_if(dialect=ONE_OWNER_DIALECTS)  # type: ignore[arg-type]  # a tuple is documented
-    return index
+    return sa.UniqueConstraint("project_id", "role_key", name="uq_havn_one_owner")
+
+
+def _set_role_key(mapper: Any, connection: Any, member: Any) -> None:
+    """Before each ORM insert and update of a member: ``role_key`` follows ``role`` and ``email_key``."""
+    member.role_key = OWNER_ROLE_KEY if member.role == "owner" else member.email_key
 
 
 def _declare(db: Any) -> Models:
@@ -120,7 +125,7 @@ def _declare(db: Any) -> Models:
         __tablename__ = "havn_project_members"
         __table_args__ = (
             sa.UniqueConstraint("project_id", "email_key", name="uq_havn_member_email"),
-            _one_owner_index(),
+            _one_owner_constraint(),
         )
         id = sa.Column(sa.Integer, primary_key=True)
         project_id = sa.Column(sa.Integer, sa.ForeignKey("havn_projects.id", ondelete="CASCADE"), nullable=False,
@@ -130,6 +135,9 @@ def _declare(db: Any) -> Models:
         email_key = sa.Column(sa.String(254), nullable=False)
         name = sa.Column(sa.String(200), nullable=False)
         role = sa.Column(sa.String(10), nullable=False, default="partner")
+        #: ``"owner"`` for the owner, else ``email_key``: what makes ``uq_havn_one_owner`` portable. Set by
+        #: the model before every ORM insert and update (a bulk SQL ``UPDATE`` of ``role`` must set it too).
+        role_key = sa.Column(sa.String(254), nullable=False)
         havn_user_id = sa.Column(sa.String(64), nullable=True)
         sync_state = sa.Column(sa.String(20), nullable=False, default="pending")
         last_error = sa.Column(sa.Text, nullable=True)
@@ -222,5 +230,7 @@ def _declare(db: Any) -> Models:
         def __repr__(self) -> str:
             return f"<HAVNWebhookEvent {self.id} {self.type} {self.status}>"
 
+    for event_name in ("before_insert", "before_update"):
+        sa.event.listen(HAVNProjectMember, event_name, _set_role_key)
     return Models(Project=HAVNProject, ProjectMember=HAVNProjectMember, Payment=HAVNPayment,
                   WebhookEvent=HAVNWebhookEvent)

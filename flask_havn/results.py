@@ -3,14 +3,21 @@
 HAVN's docs and its SDK disagree on many names (contract §11.7), so every
 ``from_dict`` ignores unknown keys, defaults missing ones, accepts the known
 synonyms (``per_page``/``limit``, ``failed``/``errors``, top-level
-``referral_code``/``user_id``) and keeps the untouched response in ``.raw``.
+``referral_code``/``user_id``) and keeps the response in ``.raw``.
 Nothing here raises on a surprising shape.
+
+Cost: ``raw`` *is* the parsed answer (the dict ``from_dict`` was given, not a
+copy: do not change it), and the result classes with a ``raw`` read their
+other fields from it on first access (:class:`_Deferred`), so a bulk sync of
+thousands of members builds one small object per member and parses a row
+only when it is read. Instances are slotted (no ``__dict__``).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping as _Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, cast
 
 __all__ = [
     "Associate",
@@ -18,6 +25,7 @@ __all__ = [
     "SyncResult",
     "BulkSummary",
     "BulkSyncResult",
+    "BatchResult",
     "Transaction",
     "Commission",
     "TransactionResult",
@@ -27,18 +35,40 @@ __all__ = [
     "VoucherValidation",
 ]
 
+_T = TypeVar("_T")
+
+
+def _slots(cls: Type[_T]) -> Type[_T]:
+    """The dataclass ``cls`` rebuilt with ``__slots__`` for its fields (``dataclass(slots=True)`` before 3.10)."""
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    namespace = {k: v for k, v in vars(cls).items() if k not in names and k not in ("__dict__", "__weakref__")}
+    namespace["__slots__"] = names
+    slotted = type(cls.__name__, cls.__bases__, namespace)
+    slotted.__qualname__ = cls.__qualname__
+    return cast(Type[_T], slotted)
+
+
+def _is_map(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, _Mapping)
+
 
 def _map(value: Any) -> Dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {}
+    """``value`` itself when it is a dict (no copy), a dict of any other mapping, else ``{}``."""
+    if type(value) is dict:
+        return value
+    return dict(value) if isinstance(value, _Mapping) else {}
 
 
 def _maps(value: Any) -> List[Dict[str, Any]]:
     if not isinstance(value, (list, tuple)):
         return []
-    return [dict(item) for item in value if isinstance(item, Mapping)]
+    return [item if type(item) is dict else dict(item) for item in value
+            if type(item) is dict or isinstance(item, _Mapping)]
 
 
 def _str(value: Any) -> Optional[str]:
+    if type(value) is str:
+        return value
     if value is None or isinstance(value, (dict, list)):
         return None
     return str(value)
@@ -46,6 +76,8 @@ def _str(value: Any) -> Optional[str]:
 
 def _int(value: Any) -> Optional[int]:
     """An integer from an int, an integral float or a numeric string; else ``None``."""
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -62,6 +94,10 @@ def _int(value: Any) -> Optional[int]:
 
 
 def _num(value: Any) -> Optional[float]:
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -76,7 +112,7 @@ def _num(value: Any) -> Optional[float]:
 
 
 def _bool(value: Any, default: Optional[bool] = None) -> Optional[bool]:
-    if isinstance(value, bool):
+    if value is True or value is False:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
@@ -86,14 +122,45 @@ def _bool(value: Any, default: Optional[bool] = None) -> Optional[bool]:
 
 
 def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` whose value is not ``None`` (HAVN's synonyms)."""
     for key in keys:
-        if mapping.get(key) is not None:
-            return mapping[key]
+        value = mapping.get(key)
+        if value is not None:
+            return value
     return None
 
 
+class _Deferred:
+    """Base of the results that keep ``raw``, parsed on first read.
+
+    ``from_dict`` stores only ``raw``; the first read of any other field runs
+    the class's ``_fill``, which sets them all from ``raw``, once. Calling the
+    constructor sets every field at once, as for any dataclass.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def from_dict(cls: Type[_T], data: Any) -> _T:
+        """The result for HAVN's parsed ``data`` (kept as ``raw``, not copied); fields are read from it when used."""
+        result = object.__new__(cls)
+        result.raw = _map(data)  # type: ignore[attr-defined]
+        return result
+
+    def _fill(self, d: Dict[str, Any]) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when normal lookup failed: an unset slot of a deferred result, or no such attribute.
+        if name == "raw" or name not in getattr(type(self), "__dataclass_fields__", ()):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._fill(self.raw)  # type: ignore[attr-defined]
+        return object.__getattribute__(self, name)
+
+
+@_slots
 @dataclass
-class Associate:
+class Associate(_Deferred):
     """A HAVN associate (a node of the referral tree)."""
 
     associate_id: Optional[str] = None
@@ -105,23 +172,19 @@ class Associate:
     role: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "Associate":
-        d = _map(data)
-        return cls(
-            associate_id=_str(_first(d, "associate_id", "id")),
-            associate_name=_str(_first(d, "associate_name", "name")),
-            referral_code=_str(d.get("referral_code")),
-            type=_str(d.get("type")),
-            is_active=_bool(d.get("is_active")),
-            upline_id=_str(d.get("upline_id")),
-            role=_str(d.get("role")),
-            raw=d,
-        )
+    def _fill(self, d: Dict[str, Any]) -> None:
+        self.associate_id = _str(_first(d, "associate_id", "id"))
+        self.associate_name = _str(_first(d, "associate_name", "name"))
+        self.referral_code = _str(d.get("referral_code"))
+        self.type = _str(d.get("type"))
+        self.is_active = _bool(d.get("is_active"))
+        self.upline_id = _str(d.get("upline_id"))
+        self.role = _str(d.get("role"))
 
 
+@_slots
 @dataclass
-class User:
+class User(_Deferred):
     """A HAVN user account."""
 
     id: Optional[str] = None
@@ -132,22 +195,18 @@ class User:
     avatar: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "User":
-        d = _map(data)
-        return cls(
-            id=_str(_first(d, "id", "user_id")),
-            email=_str(d.get("email")),
-            name=_str(d.get("name")),
-            is_active=_bool(d.get("is_active")),
-            google_id=_str(d.get("google_id")),
-            avatar=_str(_first(d, "avatar", "picture")),
-            raw=d,
-        )
+    def _fill(self, d: Dict[str, Any]) -> None:
+        self.id = _str(_first(d, "id", "user_id"))
+        self.email = _str(d.get("email"))
+        self.name = _str(d.get("name"))
+        self.is_active = _bool(d.get("is_active"))
+        self.google_id = _str(d.get("google_id"))
+        self.avatar = _str(_first(d, "avatar", "picture"))
 
 
+@_slots
 @dataclass
-class SyncResult:
+class SyncResult(_Deferred):
     """Answer to one user sync (also each item of a bulk sync's ``results``)."""
 
     success: bool = False
@@ -160,24 +219,17 @@ class SyncResult:
     user_id: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "SyncResult":
-        d = _map(data)
-        user = User.from_dict(d["user"]) if isinstance(d.get("user"), Mapping) else None
-        associate = Associate.from_dict(d["associate"]) if isinstance(d.get("associate"), Mapping) else None
-        referral_code = _str(d.get("referral_code")) or (associate.referral_code if associate else None)
-        user_id = _str(d.get("user_id")) or (user.id if user else None)
-        return cls(
-            success=bool(_bool(d.get("success"), False)),
-            message=_str(d.get("message")) or "",
-            user_created=bool(_bool(d.get("user_created"), False)),
-            associate_created=bool(_bool(d.get("associate_created"), False)),
-            user=user,
-            associate=associate,
-            referral_code=referral_code,
-            user_id=user_id,
-            raw=d,
-        )
+    def _fill(self, d: Dict[str, Any]) -> None:
+        user = d.get("user")
+        self.user = User.from_dict(user) if _is_map(user) else None
+        associate = d.get("associate")
+        self.associate = Associate.from_dict(associate) if _is_map(associate) else None
+        self.success = bool(_bool(d.get("success"), False))
+        self.message = _str(d.get("message")) or ""
+        self.user_created = bool(_bool(d.get("user_created"), False))
+        self.associate_created = bool(_bool(d.get("associate_created"), False))
+        self.referral_code = _str(d.get("referral_code")) or (self.associate.referral_code if self.associate else None)
+        self.user_id = _str(d.get("user_id")) or (self.user.id if self.user else None)
 
     @property
     def email(self) -> Optional[str]:
@@ -185,6 +237,7 @@ class SyncResult:
         return (self.user.email if self.user else None) or _str(self.raw.get("email"))
 
 
+@_slots
 @dataclass
 class BulkSummary:
     """Counts of a bulk sync; HAVN's ``failed`` is read as ``errors``."""
@@ -203,12 +256,15 @@ class BulkSummary:
         )
 
 
+@_slots
 @dataclass
 class BulkSyncResult:
     """Answer to a bulk user sync, or the merge of several batches (see :meth:`merge`).
 
-    ``errors`` items are ``{"index", "email", "error"}``; ``index`` is the
-    position in the list the caller passed (``None`` if HAVN sent none).
+    ``errors`` items are ``{"index", "email", "error"}`` (new dicts: ``raw``
+    keeps HAVN's own); ``index`` is the position in the list the caller
+    passed (``None`` if HAVN sent none). ``results`` items are
+    :class:`SyncResult`, each parsed when first read.
     """
 
     success: bool = False
@@ -222,12 +278,8 @@ class BulkSyncResult:
     @classmethod
     def from_dict(cls, data: Any) -> "BulkSyncResult":
         d = _map(data)
-        errors = []
-        for item in _maps(d.get("errors")):
-            item["index"] = _int(item.get("index"))
-            item.setdefault("email", None)
-            item["error"] = _str(_first(item, "error", "message")) or ""
-            errors.append(item)
+        errors = [{**item, "index": _int(item.get("index")), "email": item.get("email"),
+                   "error": _str(_first(item, "error", "message")) or ""} for item in _maps(d.get("errors"))]
         results = [SyncResult.from_dict(item) for item in _maps(d.get("results"))]
         referral_code = _str(d.get("referral_code"))
         if referral_code is None:
@@ -258,11 +310,7 @@ class BulkSyncResult:
             merged.summary.success += part.summary.success
             merged.summary.errors += part.summary.errors
             merged.results.extend(part.results)
-            for error in part.errors:
-                item = dict(error)
-                if item.get("index") is not None:
-                    item["index"] = item["index"] + offset
-                merged.errors.append(item)
+            merged.errors.extend(_rebased(part.errors, offset))
             if merged.referral_code is None and part.referral_code:
                 merged.referral_code = part.referral_code
             if part.message and part.message not in messages:
@@ -271,8 +319,52 @@ class BulkSyncResult:
         return merged
 
 
+def _rebased(errors: List[Dict[str, Any]], offset: int) -> List[Dict[str, Any]]:
+    """Copies of a batch's error items with ``index`` counted from the start of the caller's list."""
+    return [{**error, "index": error["index"] + offset} if error.get("index") is not None else dict(error)
+            for error in errors]
+
+
+@_slots
 @dataclass
-class Transaction:
+class BatchResult:
+    """One completed batch of ``users.iter_sync_bulk``: progress, and that batch's rows.
+
+    ``result`` is HAVN's answer for the batch (error indexes within the
+    batch, as ``on_batch`` gets it); ``errors`` re-bases them into the
+    caller's list, ``offset`` being the index there of the batch's first user.
+    """
+
+    batch_no: int
+    total_batches: int
+    offset: int
+    size: int
+    result: BulkSyncResult
+
+    @property
+    def results(self) -> List[SyncResult]:
+        """This batch's synced users (each parsed when first read)."""
+        return self.result.results
+
+    @property
+    def errors(self) -> List[Dict[str, Any]]:
+        """This batch's failed users; ``index`` points into the list passed to ``iter_sync_bulk``."""
+        return _rebased(self.result.errors, self.offset)
+
+    @property
+    def summary(self) -> BulkSummary:
+        """HAVN's counts for this batch."""
+        return self.result.summary
+
+    @property
+    def referral_code(self) -> Optional[str]:
+        """The referral code HAVN returned for this batch (the first batch's links the later ones)."""
+        return self.result.referral_code
+
+
+@_slots
+@dataclass
+class Transaction(_Deferred):
     """The transaction HAVN recorded."""
 
     transaction_id: Optional[str] = None
@@ -287,26 +379,22 @@ class Transaction:
     referral_code: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "Transaction":
-        d = _map(data)
-        return cls(
-            transaction_id=_str(_first(d, "transaction_id", "id")),
-            amount=_int(d.get("amount")),
-            currency=_str(d.get("currency")),
-            status=_str(d.get("status")),
-            customer_type=_str(d.get("customer_type")),
-            acquisition_method=_str(d.get("acquisition_method")),
-            subtotal_transaction=_int(d.get("subtotal_transaction")),
-            subtotal_discount=_int(d.get("subtotal_discount")),
-            created_at=_str(d.get("created_at")),
-            referral_code=_str(d.get("referral_code")),
-            raw=d,
-        )
+    def _fill(self, d: Dict[str, Any]) -> None:
+        self.transaction_id = _str(_first(d, "transaction_id", "id"))
+        self.amount = _int(d.get("amount"))
+        self.currency = _str(d.get("currency"))
+        self.status = _str(d.get("status"))
+        self.customer_type = _str(d.get("customer_type"))
+        self.acquisition_method = _str(d.get("acquisition_method"))
+        self.subtotal_transaction = _int(d.get("subtotal_transaction"))
+        self.subtotal_discount = _int(d.get("subtotal_discount"))
+        self.created_at = _str(d.get("created_at"))
+        self.referral_code = _str(d.get("referral_code"))
 
 
+@_slots
 @dataclass
-class Commission:
+class Commission(_Deferred):
     """One commission share; ``amount`` in USD cents, ``percentage`` 10.0 = 10 %."""
 
     commission_id: Optional[str] = None
@@ -320,29 +408,25 @@ class Commission:
     status: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "Commission":
-        d = _map(data)
+    def _fill(self, d: Dict[str, Any]) -> None:
         percentage = _num(d.get("percentage"))
         if percentage is None and _num(d.get("rate")) is not None:
             # TRANSACTION_WEBHOOK.md's ``rate`` is a fraction (0.05 = 5 %).
             percentage = round(_num(d["rate"]) * 100, 10)  # type: ignore[operator]
-        return cls(
-            commission_id=_str(_first(d, "commission_id", "id")),
-            associate_id=_str(d.get("associate_id")),
-            referral_code=_str(d.get("referral_code")),
-            level=_int(d.get("level")),
-            amount=_int(d.get("amount")),
-            percentage=percentage,
-            type=_str(d.get("type")),
-            direction=_str(d.get("direction")),
-            status=_str(d.get("status")),
-            raw=d,
-        )
+        self.percentage = percentage
+        self.commission_id = _str(_first(d, "commission_id", "id"))
+        self.associate_id = _str(d.get("associate_id"))
+        self.referral_code = _str(d.get("referral_code"))
+        self.level = _int(d.get("level"))
+        self.amount = _int(d.get("amount"))
+        self.type = _str(d.get("type"))
+        self.direction = _str(d.get("direction"))
+        self.status = _str(d.get("status"))
 
 
+@_slots
 @dataclass
-class TransactionResult:
+class TransactionResult(_Deferred):
     """Answer to ``transactions.send``: the transaction and the commissions it produced."""
 
     success: bool = False
@@ -351,16 +435,11 @@ class TransactionResult:
     commissions: List[Commission] = field(default_factory=list)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "TransactionResult":
-        d = _map(data)
-        return cls(
-            success=bool(_bool(d.get("success"), False)),
-            message=_str(d.get("message")) or "",
-            transaction=Transaction.from_dict(d.get("transaction")),
-            commissions=[Commission.from_dict(c) for c in _maps(d.get("commissions"))],
-            raw=d,
-        )
+    def _fill(self, d: Dict[str, Any]) -> None:
+        self.success = bool(_bool(d.get("success"), False))
+        self.message = _str(d.get("message")) or ""
+        self.transaction = Transaction.from_dict(d.get("transaction"))
+        self.commissions = [Commission.from_dict(c) for c in _maps(d.get("commissions"))]
 
     @property
     def commission_distributed(self) -> bool:
@@ -377,8 +456,17 @@ class TransactionResult:
         return sum(c.amount for c in self.commissions if c.amount is not None)
 
 
+_VOUCHER_STRINGS = ("serial", "associate_id", "code", "type", "start_date", "end_date", "client_type",
+                    "description", "created_by", "created_date", "updated_at", "currency",
+                    "configured_currency", "display_currency", "affiliates_url", "affiliates_qr_image")
+_VOUCHER_INTS = ("usage_limit", "current_usage", "min_purchase", "max_purchase", "remaining_usage")
+_VOUCHER_NUMBERS = ("value", "creation_cost", "usage_percentage")
+_VOUCHER_BOOLS = ("active", "is_expired", "is_valid")
+
+
+@_slots
 @dataclass
-class Voucher:
+class Voucher(_Deferred):
     """A HAVN voucher (contract §4.3); every field optional."""
 
     serial: Optional[str] = None
@@ -412,25 +500,17 @@ class Voucher:
     associate: Optional[Dict[str, Any]] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    _STRINGS = ("serial", "associate_id", "code", "type", "start_date", "end_date", "client_type",
-                "description", "created_by", "created_date", "updated_at", "currency",
-                "configured_currency", "display_currency", "affiliates_url", "affiliates_qr_image")
-    _INTS = ("usage_limit", "current_usage", "min_purchase", "max_purchase", "remaining_usage")
-    _NUMBERS = ("value", "creation_cost", "usage_percentage")
-    _BOOLS = ("active", "is_expired", "is_valid")
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "Voucher":
-        d = _map(data)
-        values: Dict[str, Any] = {"raw": d, "saas_company_id": d.get("saas_company_id")}
-        values.update({k: _str(d.get(k)) for k in cls._STRINGS})
-        values.update({k: _int(d.get(k)) for k in cls._INTS})
-        values.update({k: _num(d.get(k)) for k in cls._NUMBERS})
-        values.update({k: _bool(d.get(k)) for k in cls._BOOLS})
-        values["associate"] = _map(d["associate"]) if isinstance(d.get("associate"), Mapping) else None
-        return cls(**values)
+    def _fill(self, d: Dict[str, Any]) -> None:
+        for parse, names in ((_str, _VOUCHER_STRINGS), (_int, _VOUCHER_INTS), (_num, _VOUCHER_NUMBERS),
+                             (_bool, _VOUCHER_BOOLS)):
+            for name in names:
+                object.__setattr__(self, name, parse(d.get(name)))
+        self.saas_company_id = d.get("saas_company_id")
+        associate = d.get("associate")
+        self.associate = _map(associate) if _is_map(associate) else None
 
 
+@_slots
 @dataclass
 class Pagination:
     """Page metadata; ``per_page`` is read as ``limit``; missing totals are derived."""
@@ -465,6 +545,7 @@ class Pagination:
         )
 
 
+@_slots
 @dataclass
 class VoucherPage:
     """One page of ``vouchers.list``; iterate it for the vouchers."""
@@ -479,7 +560,7 @@ class VoucherPage:
     def from_dict(cls, data: Any, *, default_limit: int = 0) -> "VoucherPage":
         d = _map(data)
         items = _first(d, "data", "vouchers")
-        if isinstance(items, Mapping):  # {"data": {"vouchers": [...], "pagination": {...}}}
+        if isinstance(items, _Mapping):  # {"data": {"vouchers": [...], "pagination": {...}}}
             nested = items
             items = _first(nested, "vouchers", "items", "data")
             d_pagination = nested.get("pagination", d.get("pagination"))
@@ -498,6 +579,7 @@ class VoucherPage:
         return iter(self.vouchers)
 
 
+@_slots
 @dataclass
 class VoucherValidation:
     """Outcome of ``vouchers.validate``; truthy when the voucher is valid.

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -28,6 +29,7 @@ __all__ = [
     "sign_webhook_message",
     "webhook_headers",
     "verify_webhook",
+    "new_event_id",
     "DEFAULT_WEBHOOK_TOLERANCE",
 ]
 
@@ -73,6 +75,11 @@ def verify_api_signature(secret: str, body: bytes, signature: Optional[str]) -> 
 
 
 # -- Standard Webhooks ------------------------------------------------------
+
+
+def new_event_id() -> str:
+    """A fresh event id (the ``webhook-id``): ``evt_`` + 24 url-safe random characters."""
+    return "evt_" + secrets.token_urlsafe(18)
 
 
 def webhook_key(secret: str) -> bytes:

@@ -16,10 +16,18 @@ Installing flask_havn makes these fixtures available in every test suite:
     faults or rate-limit counts). After the test, any exception raised inside
     the sandbox while serving it fails the test. Use ``havn_sandbox.url``,
     ``havn_sandbox.state`` (backend, dispatcher, faults…) and the
-    ``/_sandbox/…`` control routes::
+    ``/_sandbox/…`` control routes; ``havn_sandbox.wait_for_events(timeout=5)``
+    delivers the events it queued now and waits for them (no sleeps)::
 
         def test_checkout(havn_sandbox):
             requests.post(havn_sandbox.url + "/_sandbox/seed", json={...})
+            ...
+            havn_sandbox.wait_for_events()
+
+``wait_for_events(app_or_server, timeout=5)``
+    The same for a sandbox your app embeds (``HAVN_SANDBOX = True``): pass the
+    app. Raises :class:`flask_havn.errors.HAVNError` if events are still
+    being delivered after ``timeout`` seconds.
 
 For webhooks (imported lazily from :mod:`flask_havn.webhook_testing`):
 
@@ -50,6 +58,7 @@ __all__ = [
     "record_signals",
     "RecordedSignal",
     "sample_event",
+    "wait_for_events",
 ]
 _WEBHOOK_HELPERS = ("sign_webhook", "record_signals", "RecordedSignal", "sample_event")
 
@@ -68,6 +77,28 @@ SANDBOX_TEST_CONFIG: Dict[str, Any] = {
     "HAVN_SANDBOX_SEED": 20261127,
     "HAVN_SANDBOX_DELIVERY_SCHEDULE_FACTOR": 0.001,
 }
+
+
+def wait_for_events(target: Any, timeout: float = 5.0) -> None:
+    """Deliver a sandbox's queued events now (retries too) and wait until each is delivered or given up on.
+
+    ``target`` is a :class:`~flask_havn.sandbox.server.SandboxServer` (``havn_sandbox``),
+    a sandbox app, or a host app that embeds one (``HAVN_SANDBOX = True``).
+    """
+    waiter = getattr(target, "wait_for_events", None)  # a SandboxServer or a SandboxState
+    if waiter is not None:
+        waiter(timeout)
+        return
+    from .errors import HAVNConfigError
+    from .sandbox.state import EXTENSION_KEY, get_state
+
+    extensions = getattr(target, "extensions", None)
+    if isinstance(extensions, dict) and EXTENSION_KEY not in extensions:
+        target = getattr(extensions.get("havn"), "sandbox_app", None)
+        if target is None:
+            raise HAVNConfigError("this app embeds no HAVN sandbox (HAVN_SANDBOX is off): pass the "
+                                  "havn_sandbox server your app talks to instead")
+    get_state(target).wait_for_events(timeout)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
-"""HTTP transport to HAVN: pooled session, signing, retries, error mapping. No Flask.
+"""HTTP transport to HAVN: a pooled session per thread, signing, deadlines, retries, error mapping. No Flask.
 
 One :class:`Transport` per app (the extension keeps it in ``app.extensions``);
-clients borrow it. Wire choices, each deliberate:
+clients borrow it. Each thread gets its own ``requests.Session`` (``requests``
+does not promise one is safe to share), and each attempt a total deadline of
+``timeout`` seconds (:mod:`flask_havn._deadline`). Wire choices, each deliberate:
 
 * POST bodies are exactly ``signing.canonical_json(payload)`` — the bytes that
   are signed are the bytes that are sent (contract §11.3), so HAVN can verify
@@ -28,13 +30,20 @@ import hashlib
 import json
 import logging
 import random
+import socket
+import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+import weakref
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import requests
-from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.adapters import BaseAdapter
+from requests.cookies import RequestsCookieJar, merge_cookies
+from requests.structures import CaseInsensitiveDict
 
+from ._deadline import DeadlineAdapter, attempt_deadline, deadline_passed
+from ._version import __version__
 from .errors import (
     HAVNAPIError,
     HAVNAuthError,
@@ -44,11 +53,13 @@ from .errors import (
     HAVNNotFoundError,
     HAVNRateLimitError,
     HAVNValidationError,
+    redact,
 )
 from .signing import canonical_json, sign_body
 
 __all__ = [
     "Transport",
+    "max_call_seconds",
     "error_from_response",
     "RETRY_STATUSES",
     "DEFAULT_BASE_URL",
@@ -61,9 +72,10 @@ logger = logging.getLogger("flask_havn.transport")
 DEFAULT_BASE_URL = "https://api.havn.com"
 #: Statuses worth another attempt: rate limited, or a server/gateway failure.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_REDACTED = "***"
 #: Longest piece of HAVN's own error text copied into an error message.
 _MAX_SERVER_TEXT = 500
+#: Parameterless URLs whose prepared form a transport remembers (its endpoints; a handful).
+_MAX_REMEMBERED_URLS = 64
 
 _HINTS: Dict[int, str] = {
     400: "HAVN refused the request as invalid; fix the values named above.",
@@ -79,15 +91,6 @@ _HINTS: Dict[int, str] = {
 _SERVER_HINT = "HAVN had a server error that persisted after retries; try again later or contact HAVN support."
 
 
-def _client_version() -> str:
-    """``flask_havn.__version__`` read lazily (the package imports us, not the other way round)."""
-    try:
-        from . import __version__
-        return str(__version__)
-    except ImportError:  # pragma: no cover - only during a partial import
-        return "unknown"
-
-
 def _is_header_token(value: Any) -> bool:
     return (isinstance(value, str) and 0 < len(value) <= 255 and value.isascii() and value.isprintable()
             and value == value.strip())
@@ -99,10 +102,7 @@ def derived_idempotency_key(prefix: str, identity: str) -> str:
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    return text
+    return redact(text, secrets)  # whole tokens for short secrets (errors.redact)
 
 
 def _redact_obj(value: Any, secrets: Sequence[str]) -> Any:
@@ -233,12 +233,129 @@ def error_from_response(
     return cls(message, **kwargs)
 
 
-class Transport:
-    """Signs, sends and retries HAVN API calls over one pooled ``requests.Session``.
+#: Longest a transport waits in all between the attempts of one call (backoff, Retry-After…), by default.
+DEFAULT_MAX_TOTAL_WAIT = 60.0
 
-    Safe to share between threads for concurrent calls (no per-call state is
-    kept on the instance). ``sleep``, ``clock`` and ``jitter`` are injectable so
-    tests can record waits instead of sleeping.
+
+def max_call_seconds(timeout: float, max_retries: int, max_total_wait: float) -> float:
+    """The longest one :meth:`Transport.request` can take, in seconds: size an outbox lease from it.
+
+    Each of the ``max_retries + 1`` attempts ends by its deadline of ``timeout``
+    seconds (connect, send and the whole answer together), and the waits
+    between attempts add up to at most ``max_total_wait``: a backoff,
+    ``Retry-After`` or ``X-RateLimit-Reset`` wait that would pass it is not
+    taken and the call fails instead, so ``backoff_factor`` and the server's
+    hints cannot stretch the bound. Not included: name resolution (DNS), which
+    is the operating system's, and the time to build the request and parse
+    the answer (microseconds).
+    """
+    return (max_retries + 1) * timeout + max_total_wait
+
+
+#: Sessions of finished threads kept open for the next new thread (warm connections); more are closed.
+_MAX_IDLE_SESSIONS = 8
+
+
+class _Lease:
+    """A thread's hold on one session; when the thread ends, the session goes back to the pool."""
+
+    __slots__ = ("session", "generation", "headers", "__weakref__")
+
+    def __init__(self, session: requests.Session, generation: int, headers: CaseInsensitiveDict) -> None:
+        self.session = session
+        self.generation = generation
+        self.headers = headers
+
+
+class _ThreadSessions:
+    """One ``requests.Session`` per thread, made on first use with every mount; all closed by :meth:`close`.
+
+    A session is never used by two threads at once (``requests`` does not
+    promise that is safe). A finished thread's session is kept for the next
+    new thread, so a thread per request or per delivery pass still reuses
+    open connections.
+    """
+
+    def __init__(self, make: Callable[[], Tuple[requests.Session, CaseInsensitiveDict]]) -> None:
+        self._make = make
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._mounts: List[Tuple[str, BaseAdapter]] = []
+        self._open: Set[requests.Session] = set()
+        self._idle: List[Tuple[requests.Session, CaseInsensitiveDict]] = []
+        self._generation = 0
+
+    def lease(self) -> _Lease:
+        """The calling thread's session (and its ready-made headers)."""
+        lease: Optional[_Lease] = getattr(self._local, "lease", None)
+        if lease is not None and lease.generation == self._generation:
+            return lease
+        with self._lock:
+            generation = self._generation
+            if self._idle:
+                session, headers = self._idle.pop()
+            else:
+                session, headers = self._make()
+                for prefix, adapter in self._mounts:
+                    session.mount(prefix, adapter)
+                self._open.add(session)
+        lease = _Lease(session, generation, headers)
+        # A weak reference back: a lease (alive as long as its thread) must not keep the transport alive.
+        weakref.finalize(lease, _release_lease, weakref.ref(self), session, headers, generation).atexit = False
+        self._local.lease = lease
+        return lease
+
+    def _release(self, session: requests.Session, headers: CaseInsensitiveDict, generation: int) -> None:
+        """A thread holding ``session`` ended: keep the session for the next thread, or close it."""
+        with self._lock:
+            if generation == self._generation and len(self._idle) < _MAX_IDLE_SESSIONS:
+                self._idle.append((session, headers))
+                return
+            self._open.discard(session)
+        session.close()
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Mount on every open session and on every session made from now on."""
+        with self._lock:
+            self._mounts.append((prefix, adapter))
+            sessions = list(self._open)
+        for session in sessions:
+            session.mount(prefix, adapter)
+
+    def close(self) -> None:
+        """Close every session made so far; threads get new ones on their next call."""
+        with self._lock:
+            self._generation += 1
+            sessions = list(self._open)
+            self._open.clear()
+            self._idle.clear()
+        for session in sessions:
+            session.close()
+
+
+def _release_lease(pool: "weakref.ref[_ThreadSessions]", session: requests.Session, headers: CaseInsensitiveDict,
+                   generation: int) -> None:
+    """A lease's thread ended (or its transport went away): hand the session back, or close it."""
+    sessions = pool()
+    if sessions is None:
+        session.close()
+    else:
+        sessions._release(session, headers, generation)
+
+
+class Transport:
+    """Signs, sends and retries HAVN API calls, each thread over its own pooled ``requests.Session``.
+
+    Safe to share between threads (no per-call state is kept on the instance,
+    and no session is used by two threads at once). Each attempt has a total
+    deadline of ``timeout`` seconds (connect, send and the whole answer), see
+    :func:`max_call_seconds` for a whole call. ``sleep``, ``clock`` and
+    ``jitter`` are injectable so tests can record waits instead of sleeping.
+
+    A ``session`` passed in is the caller's: shared by every thread as is
+    (the caller keeps it thread-safe), sent through with ``Session.request``
+    (its auth, params, hooks and environment apply), never closed here, and
+    its adapters bound each read by ``timeout`` but not the attempt in total.
     """
 
     def __init__(
@@ -251,7 +368,7 @@ class Transport:
         max_retries: int = 3,
         backoff_factor: float = 0.5,
         test_mode: bool = False,
-        max_total_wait: float = 60.0,
+        max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT,
         session: Optional[requests.Session] = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -287,26 +404,50 @@ class Transport:
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
-        self._owns_session = session is None
-        if session is None:
-            session = requests.Session()
-            # No urllib3 retries: our loop below does them, with headers honoured.
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-        self._session = session
-        self.user_agent = f"flask-havn/{_client_version()} python-requests/{requests.__version__}"
+        self._shared_session = session
+        self._sessions = _ThreadSessions(self._new_session)
+        self._urls: Dict[str, str] = {}
+        self.user_agent = f"flask-havn/{__version__} python-requests/{requests.__version__}"
+
+    def _new_session(self) -> Tuple[requests.Session, CaseInsensitiveDict]:
+        """A session for one thread, and the headers every call of it starts from."""
+        session = requests.Session()
+        # No urllib3 retries: our loop below does them, with headers honoured.
+        adapter = DeadlineAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        # Proxies and CA bundle from the environment, read once for this session instead of on every call.
+        found = session.merge_environment_settings(self.base_url, {}, None, None, None)
+        session.proxies, session.verify, session.cert = found["proxies"], found["verify"], found["cert"]
+        session.trust_env = False
+        headers = CaseInsensitiveDict(session.headers)
+        headers.update({"User-Agent": self.user_agent, "Accept": "application/json", "X-API-Key": self._api_key})
+        return session, headers
 
     # -- lifecycle ---------------------------------------------------------
 
+    @property
+    def session(self) -> requests.Session:
+        """The calling thread's session (or the one passed in), made on first use."""
+        return self._shared_session if self._shared_session is not None else self._sessions.lease().session
+
+    def max_call_seconds(self) -> float:
+        """The longest one :meth:`request` can take with this transport's settings (see :func:`max_call_seconds`)."""
+        return max_call_seconds(self.timeout, self.max_retries, self.max_total_wait)
+
     def mount(self, prefix: str, adapter: BaseAdapter) -> None:
-        """Route URLs starting with ``prefix`` through ``adapter`` (e.g. an in-process sandbox)."""
-        self._session.mount(prefix, adapter)
+        """Route URLs starting with ``prefix`` through ``adapter`` (e.g. an in-process sandbox), in every thread.
+
+        Mount before the first call: mounting changes sessions other threads may be using.
+        """
+        if self._shared_session is not None:
+            self._shared_session.mount(prefix, adapter)
+        else:
+            self._sessions.mount(prefix, adapter)
 
     def close(self) -> None:
-        """Release pooled connections (only of a session this transport created)."""
-        if self._owns_session:
-            self._session.close()
+        """Close every session this transport made (every thread's); a session passed in is left open."""
+        self._sessions.close()
 
     def __enter__(self) -> "Transport":
         return self
@@ -319,13 +460,9 @@ class Transport:
 
     # -- requests ----------------------------------------------------------
 
-    def _headers(self, body: Optional[bytes], idempotency_key: Optional[str]) -> Dict[str, str]:
-        headers = {
-            "Accept": "application/json",
-            "User-Agent": self.user_agent,
-            "X-API-Key": self._api_key,
-            "X-Signature": sign_body(self._webhook_secret, body or b"{}"),
-        }
+    def _call_headers(self, body: Optional[bytes], idempotency_key: Optional[str]) -> Dict[str, str]:
+        """The headers that change per call (the session's lease holds the rest)."""
+        headers = {"X-Signature": sign_body(self._webhook_secret, body or b"{}")}
         if body is not None:
             headers["Content-Type"] = "application/json"
         if self.test_mode:
@@ -348,6 +485,45 @@ class Transport:
     def _backoff(self, retry_no: int) -> float:
         return self.backoff_factor * (2 ** (retry_no - 1)) * (1 + self._jitter())
 
+    def _prepared_url(self, url: str, query: Optional[Dict[str, Any]]) -> str:
+        """``url`` (with ``query``) as ``requests`` would send it; parameterless ones are remembered."""
+        known = self._urls.get(url) if query is None else None
+        if known is None:
+            prepared = requests.PreparedRequest()
+            prepared.prepare_url(url, query)
+            known = prepared.url or url
+            if query is None and len(self._urls) < _MAX_REMEMBERED_URLS:
+                self._urls[url] = known
+        return known
+
+    def _send(self, method: str, url: str, body: Optional[bytes], call_headers: Dict[str, str],
+              query: Optional[Dict[str, Any]]) -> requests.Response:
+        """One attempt; the answer is read whole before this returns (inside the attempt's deadline)."""
+        timeout = (self.timeout, self.timeout)
+        if self._shared_session is not None:
+            return self._shared_session.request(method, url, data=body, params=query,
+                                                headers={**self._user_headers(), **call_headers},
+                                                timeout=timeout, allow_redirects=False)
+        # Our own sessions skip Session.request: the environment was read once per session,
+        # there is no auth, no params and no hooks to merge, and the URL is prepared once.
+        lease = self._sessions.lease()
+        prepared = requests.PreparedRequest()
+        prepared.method = method
+        prepared.url = self._prepared_url(url, query)
+        headers = lease.headers.copy()
+        headers.update(call_headers)
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        elif method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
+        prepared.headers = headers
+        prepared.body = body
+        prepared.prepare_cookies(merge_cookies(RequestsCookieJar(), lease.session.cookies))
+        return lease.session.send(prepared, timeout=timeout, allow_redirects=False)
+
+    def _user_headers(self) -> Dict[str, str]:
+        return {"Accept": "application/json", "User-Agent": self.user_agent, "X-API-Key": self._api_key}
+
     def request(
         self,
         method: str,
@@ -356,19 +532,27 @@ class Transport:
         payload: Optional[Mapping[str, Any]] = None,
         params: Optional[Mapping[str, Any]] = None,
         idempotency_key: Optional[str] = None,
+        body: Optional[bytes] = None,
     ) -> Dict[str, Any]:
         """Send one API call (with retries); return HAVN's JSON object.
 
+        ``payload`` is serialised with :func:`~flask_havn.signing.canonical_json`;
+        ``body`` instead passes bytes the caller already made that way (sent
+        and signed as they are), e.g. to serialise a large batch only once.
         A 2xx whose body is empty or not JSON gives ``{"success": True}``; a 2xx
         whose JSON is not an object gives ``{"success": True, "data": <it>}``.
         Raises :class:`HAVNNetworkError` or a :class:`HAVNAPIError` subclass.
+        Each attempt is bounded by ``timeout`` in total; the whole call by
+        :meth:`max_call_seconds`.
         """
         method = method.upper()
         url = self.base_url + "/" + path.lstrip("/")
-        body: Optional[bytes] = None
-        if method not in ("GET", "HEAD", "DELETE") or payload is not None:
+        if body is not None:
+            if payload is not None or not isinstance(body, bytes):
+                raise HAVNValidationError("body", "must be bytes of canonical JSON, and only without payload")
+        elif method not in ("GET", "HEAD", "DELETE") or payload is not None:
             try:
-                body = canonical_json(dict(payload or {}))
+                body = canonical_json(payload if type(payload) is dict else dict(payload or {}))
             except (TypeError, ValueError) as exc:
                 raise HAVNValidationError("payload", f"is not JSON-serialisable ({exc}); pass only strings, "
                                           "numbers, booleans, null, lists and dicts") from None
@@ -376,7 +560,7 @@ class Transport:
             raise HAVNValidationError("idempotency_key", "must be 1 to 255 printable ASCII characters")
         if method == "POST" and idempotency_key is None:
             idempotency_key = uuid.uuid4().hex
-        headers = self._headers(body, idempotency_key)
+        call_headers = self._call_headers(body, idempotency_key)
         query = self._query(params)
         secrets = (self._api_key, self._webhook_secret)
 
@@ -385,26 +569,25 @@ class Transport:
         while True:
             attempt = retry_no + 1
             resp: Optional[requests.Response] = None
-            failure: Optional[requests.RequestException] = None
-            try:
-                resp = self._session.request(
-                    method, url, data=body, params=query, headers=headers,
-                    timeout=(self.timeout, self.timeout), allow_redirects=False,
-                )
-                _ = resp.content  # read now: releases the pooled connection
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
-                # A connection dropped mid-answer is retried like any lost answer: the
-                # Idempotency-Key makes the POST safe to repeat.
-                failure = exc
-            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                    requests.exceptions.InvalidSchema) as exc:
-                raise HAVNConfigError(f"HAVN_BASE_URL {self.base_url!r} is not a usable URL "
-                                      f"({type(exc).__name__}); fix it") from None
-            except requests.RequestException as exc:
-                raise HAVNNetworkError(_redact(
-                    f"calling HAVN ({method} {path}) failed: {type(exc).__name__}: {exc}. "
-                    "Check HAVN_BASE_URL and the network.", secrets)) from None
+            failure: Optional[BaseException] = None
+            timed_out = False
+            with attempt_deadline(self.timeout) as deadline:
+                try:
+                    resp = self._send(method, url, body, call_headers, query)
+                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                        socket.timeout) as exc:
+                    # A connection dropped mid-answer is retried like any lost answer: the
+                    # Idempotency-Key makes the POST safe to repeat.
+                    failure = exc
+                    timed_out = isinstance(exc, (requests.Timeout, socket.timeout)) or deadline_passed(deadline)
+                except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema) as exc:
+                    raise HAVNConfigError(f"HAVN_BASE_URL {self.base_url!r} is not a usable URL "
+                                          f"({type(exc).__name__}); fix it") from None
+                except requests.RequestException as exc:
+                    raise HAVNNetworkError(_redact(
+                        f"calling HAVN ({method} {path}) failed: {type(exc).__name__}: {exc}. "
+                        "Check HAVN_BASE_URL and the network.", secrets)) from None
 
             if resp is not None and resp.status_code < 400:
                 logger.debug("HAVN %s %s -> %s (attempt %d)", method, path, resp.status_code, attempt)
@@ -429,13 +612,13 @@ class Transport:
                     wait = None
             logger.debug(
                 "HAVN %s %s -> %s (attempt %d)%s", method, path,
-                status if status is not None else type(failure).__name__, attempt,
+                status if status is not None else ("timeout" if timed_out else type(failure).__name__), attempt,
                 f"; retrying in {wait:.3f}s" if wait is not None else "",
             )
             if wait is None:
                 if resp is not None:
                     raise error_from_response(resp, clock=self._clock, redact=secrets)
-                raise self._network_error(method, path, failure, attempt)
+                raise self._network_error(method, path, timed_out, attempt)
             self._sleep(wait)
             waited += wait
             retry_no += 1
@@ -449,13 +632,10 @@ class Transport:
             return {"success": True, "data": parsed}
         return parsed
 
-    def _network_error(
-        self, method: str, path: str, failure: Optional[BaseException], attempts: int
-    ) -> HAVNNetworkError:
-        timed_out = isinstance(failure, requests.Timeout)
+    def _network_error(self, method: str, path: str, timed_out: bool, attempts: int) -> HAVNNetworkError:
         what = (f"HAVN did not answer within {self.timeout:g}s" if timed_out
                 else f"could not connect to HAVN at {self.base_url}")
-        advice = ("raise HAVN_TIMEOUT or check HAVN's status" if timed_out
+        advice = ("raise HAVN_TIMEOUT (the limit for one whole attempt) or check HAVN's status" if timed_out
                   else "check HAVN_BASE_URL and the network (DNS, firewall, proxy)")
         message = f"{what} ({method} {path}, {attempts} attempt{'s' if attempts != 1 else ''}); {advice}."
         return HAVNNetworkError(_redact(message, (self._api_key, self._webhook_secret)))

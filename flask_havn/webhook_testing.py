@@ -24,17 +24,12 @@ from blinker import NamedSignal
 from . import signals as _signals_module
 from .currency import to_usd_cents
 from .events import COMMISSION_DISTRIBUTED, CONVERSION_FAILED
-from .signing import webhook_headers
+from .signing import new_event_id, webhook_headers
 
 __all__ = ["sign_webhook", "record_signals", "RecordedSignal", "sample_event", "new_event_id", "ALL_SIGNALS"]
 
 #: Every signal of flask_havn (what ``record_signals()`` records when given none).
 ALL_SIGNALS: Tuple[NamedSignal, ...] = tuple(getattr(_signals_module, name) for name in _signals_module.__all__)
-
-
-def new_event_id() -> str:
-    """A fresh event id in HAVN's shape: ``evt_`` + 24 url-safe characters."""
-    return "evt_" + _secrets.token_urlsafe(18)
 
 
 def _now_iso() -> str:

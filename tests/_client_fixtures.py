@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -30,6 +32,8 @@ __all__ = [
     "make_client",
     "closed_port_url",
     "hanging_url",
+    "KEEPALIVE_ANSWER",
+    "keepalive_server",
 ]
 
 API_KEY = "ak_live_0123456789abcdef"
@@ -170,3 +174,44 @@ def hanging_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         sock.close()
+
+
+#: What :func:`keepalive_server` answers to every POST.
+KEEPALIVE_ANSWER = {"success": True, "message": "ok", "referral_code": "HAVN-OW-001", "user_id": "usr_1"}
+
+
+@pytest.fixture
+def keepalive_server() -> Iterator[Tuple[str, List[int]]]:
+    """A loopback HTTP/1.1 keep-alive server (stdlib; werkzeug's always closes) recording callers' ports.
+
+    Yields its URL and the client port of every POST, in order: one port seen
+    twice is one pooled connection used twice.
+    """
+    ports: List[int] = []
+    answer = json.dumps(KEEPALIVE_ANSWER).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            ports.append(self.client_address[1])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", ports
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

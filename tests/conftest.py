@@ -37,7 +37,7 @@ class Host:
 
 @pytest.fixture
 def make_host(tmp_path: Any) -> Iterator[Callable[..., Host]]:
-    """Build host apps on a real SQLite file; ``HAVN_SANDBOX`` (in-process sandbox) unless overridden."""
+    """Build host apps on a real SQLite file; ``HAVN_SANDBOX`` (in-process sandbox, in memory) unless overridden."""
     hosts: List[Host] = []
 
     def factory(config: Optional[Mapping[str, Any]] = None, *, with_db: bool = True, **havn_options: Any) -> Host:
@@ -48,6 +48,7 @@ def make_host(tmp_path: Any) -> Iterator[Callable[..., Host]]:
             TESTING=True,
             SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/host{len(hosts)}.sqlite",
             HAVN_SANDBOX=True,
+            HAVN_SANDBOX_DATABASE_URI="sqlite://",  # each host's sandbox in memory: isolated and fast
         )
         app.config.update(config or {})
         db = SQLAlchemy() if with_db else None
@@ -63,13 +64,13 @@ def make_host(tmp_path: Any) -> Iterator[Callable[..., Host]]:
 
     yield factory
     for host in hosts:
+        state = host.app.extensions.get("havn")
+        if state is not None:
+            state.close()  # first: its sandbox delivers queued events to the host (and its db) as it closes
         if host.db is not None:
             with host.app.app_context():
                 host.db.session.remove()
                 host.db.engine.dispose()
-        state = host.app.extensions.get("havn")
-        if state is not None:
-            state.close()
 
 
 # -- CI refuses skipped tests ---------------------------------------------------

@@ -21,6 +21,7 @@ from flask_havn.state import get_state
 from flask_havn.currency import to_usd_cents
 from flask_havn.sandbox import SandboxServer
 from flask_havn.sandbox.settings import DEFAULT_EXCHANGE_RATES
+from flask_havn.testing import wait_for_events
 from flask_havn.webhook_testing import record_signals, sign_webhook
 
 from _projects_helpers import FAST_RETRY, allow, dump, http_config, quiet, sandbox_of, synced_chain
@@ -36,7 +37,7 @@ def _client(**extra: Any) -> Dict[str, Any]:
 
 
 def _settle(host: Any) -> None:
-    assert sandbox_of(host).dispatcher.wait_idle(timeout=30)
+    wait_for_events(host.app, timeout=30)
 
 
 def _row(host: Any, payment_id: int) -> Dict[str, Any]:

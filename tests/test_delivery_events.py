@@ -6,12 +6,13 @@ from typing import Any, List
 from flask_havn import delivery, signals
 from flask_havn.outbox.attempt import attempt
 from flask_havn.state import get_state
+from flask_havn.testing import wait_for_events
 
 from _projects_helpers import FAST_RETRY, dump, record_many, sandbox_of, synced_chain
 
 
 def _settle(host: Any) -> None:
-    assert sandbox_of(host).dispatcher.wait_idle(timeout=30)
+    wait_for_events(host.app, timeout=30)
 
 
 def test_inline_delivery_and_the_commission_event_agree(make_host: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_wtf.csrf import CSRFProtect
 
 from example_app import create_app, db, havn
 from example_app.forms import parse_team
@@ -23,7 +24,7 @@ from example_app.models import ActivityItem
 from example_app.money import CURRENCIES, format_money, parse_amount
 from example_app.network import earnings_by_code, layout_network
 from flask_havn.config import SANDBOX_WEBHOOK_SECRET
-from flask_havn.testing import sign_webhook
+from flask_havn.testing import sign_webhook, wait_for_events
 
 PAGES = ["/projects", "/checkout", "/payments", "/network", "/activity", "/sandbox"]
 
@@ -192,11 +193,26 @@ def test_checkout_ignores_hostile_project_ids(shop: Shop, network: SimpleNamespa
 
 def test_a_post_without_the_csrf_token_is_refused_and_writes_nothing(shop: Shop) -> None:
     response = shop.client.post("/projects", data={"project_name": "Sneaky"})
-    assert response.status_code == 400
-    assert "reload the page" in text(response)
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "The CSRF token is missing. The form expired or did not come from ShopEasy; reload the page" \
+        in text(response)
     assert shop.rows(shop.models.Project) == []
+    assert shop.token  # the session now holds a real token; a forged one still fails
     forged = shop.client.post("/projects", data={"project_name": "Sneaky", "csrf_token": "forged"})
-    assert forged.status_code == 400 and shop.rows(shop.models.Project) == []
+    assert forged.status_code == 400 and "The CSRF token is invalid." in text(forged)
+    assert shop.rows(shop.models.Project) == []
+
+
+def test_flask_wtf_guards_every_post_but_the_signed_webhook_endpoint(shop: Shop) -> None:
+    assert isinstance(shop.app.extensions["csrf"], CSRFProtect)
+    # flask_havn's JSON routes are guarded too, and still answer JSON.
+    api = shop.client.post("/havn/projects", json={"project_name": "Sneaky"})
+    assert api.status_code == 400 and api.is_json and api.get_json()["message"] == "The CSRF token is missing."
+    # HAVN's signed events carry no CSRF token: flask_havn exempted its endpoint from CSRFProtect.
+    event = shop.send_event({"id": "evt_csrf", "type": "havn.unknown", "data": {}})
+    assert event.status_code == 200
+    assert shop.rows(shop.models.WebhookEvent)[0].id == "evt_csrf"
+    assert shop.rows(shop.models.Project) == []
 
 
 # -- projects ----------------------------------------------------------------------------------
@@ -523,7 +539,7 @@ def test_the_sandbox_own_events_reach_the_receivers(live_shop: Shop) -> None:
     b = shop.create_project("Bolt", code_a)
     shop.sync_owner(b, "bo@bolt.example", "Bo")
     assert shop.pay(b, "100.00").status_code == 302
-    assert shop.sandbox().dispatcher.wait_idle(10), "the sandbox did not finish delivering its events"
+    wait_for_events(shop.app, 10)  # raises if the sandbox did not finish delivering its events
     (item,) = shop.rows(ActivityItem)
     (payment,) = shop.rows(shop.models.Payment)
     assert (item.kind, item.referral_code, item.level, item.amount, item.payment_id) == (
@@ -610,7 +626,7 @@ def test_a_conversion_refused_by_havn_is_one_line_in_the_activity(converting_sho
     converting_shop.post("/sandbox/rates", {"currency": "IDR", "rate": "0.00007"})
     response = converting_shop.pay(b, "1500000", "IDR", follow_redirects=True)
     assert "HAVN refused the currency conversion" in text(response)
-    assert converting_shop.sandbox().dispatcher.wait_idle(timeout=30)
+    wait_for_events(converting_shop.app, timeout=30)
     (item,) = converting_shop.rows(ActivityItem)  # HAVN's answer and its event: announced once
     assert item.kind == "conversion_failed" and item.payment_id == 1
     assert item.message.startswith("Conversion failed on payment #1 of Bolt Bikes (1,500,000 IDR)")

@@ -15,7 +15,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
 from werkzeug.serving import make_server
@@ -119,14 +119,38 @@ class Person:
         """Click something that stays on the page (a button handled by the page's script)."""
         self.find(css).click()
 
-    def follow(self, css: str = "", *, link_text: str = "") -> None:
-        """Click a link or submit button and wait until the next page replaced this one."""
-        from selenium.webdriver.support.expected_conditions import staleness_of
+    def page(self) -> Optional[Tuple[str, str]]:
+        """``(endpoint, render id)`` from ``<body data-page data-render>`` once the page has loaded, else ``None``."""
+        marker = self.driver.execute_script(
+            "return document.readyState === 'complete' && document.body && document.body.dataset.render"
+            " ? [document.body.dataset.page, document.body.dataset.render] : null;")
+        return (marker[0], marker[1]) if marker else None
 
-        page = self.find("html")
+    def follow(self, css: str = "", *, link_text: str = "", to: str) -> None:
+        """Click a link or submit button, wait for the next page to load and check it is page ``to`` (an endpoint).
+
+        The wait reads the new page's own marker (a fresh ``data-render`` on its
+        ``<body>``), never an element of the old page, which Chromium may
+        already have dropped ("Node with given id does not belong to the document").
+        """
+        from selenium.common.exceptions import WebDriverException
+
+        before = self.page()
+        assert before is not None, "follow() starts on a loaded ShopEasy page"
         target = self.driver.find_element(self.By.LINK_TEXT, link_text) if link_text else self.find(css)
         target.click()
-        self.Wait(self.driver, 15).until(staleness_of(page), message=f"clicking {css or link_text} led nowhere")
+        arrived: List[Tuple[str, str]] = []
+
+        def next_page(driver: Any) -> bool:
+            now = self.page()  # None while the old document unloads or the new one loads
+            if now is not None and now[1] != before[1]:
+                arrived.append(now)
+                return True
+            return False
+
+        self.Wait(self.driver, 15, poll_frequency=0.1, ignored_exceptions=(WebDriverException,)).until(
+            next_page, message=f"clicking {css or link_text} on {before[0]} led nowhere")
+        assert arrived[-1][0] == to, f"clicking {css or link_text} led to {arrived[-1][0]}, not {to}: {self.flash()}"
 
     def text(self, css: str = "body") -> str:
         return self.find(css).text
@@ -157,14 +181,14 @@ def test_a_referred_project_pays_and_its_referrer_sees_the_commission(serve_shop
     assert me.text("#havn-mode") == "SANDBOX"  # the badge (CSS upper-cases "sandbox")
     assert me.find("#havn-mode").get_attribute("textContent") == "sandbox"
     me.fill("#project_name", "Acme Analytics")
-    me.follow("#create-project")
+    me.follow("#create-project", to="projects.show")
     assert "Project Acme Analytics created" in me.flash()
     assert me.text("h1").startswith("Acme Analytics")
 
     # Sync A's owner: A gets its referral code; copy it.
     me.fill("#owner-email", "ann@acme.example")
     me.fill("#owner-name", "Ann Acme")
-    me.follow("#sync-owner")
+    me.follow("#sync-owner", to="projects.show")
     code_a = me.find("#referral-code").get_attribute("value")
     assert re.fullmatch(r"HAVN-[A-Z0-9-]+", code_a), code_a
     assert f"referral code is {code_a}" in me.flash()
@@ -173,26 +197,26 @@ def test_a_referred_project_pays_and_its_referrer_sees_the_commission(serve_shop
     me.screenshot("01-project-a-synced")
 
     # "Refer a new project": B's form comes with A's code filled in.
-    me.follow("#refer-link")
+    me.follow("#refer-link", to="projects.index")
     assert me.find("#upline_referral_code").get_attribute("value") == code_a
     me.fill("#project_name", "Bolt Bikes")
-    me.follow("#create-project")
+    me.follow("#create-project", to="projects.show")
     assert me.text("h1").startswith("Bolt Bikes")
     assert f"Referred by Acme Analytics {code_a}" in me.text(".lead")
     me.fill("#owner-email", "bo@bolt.example")
     me.fill("#owner-name", "Bo Bolt")
-    me.follow("#sync-owner")
+    me.follow("#sync-owner", to="projects.show")
     code_b = me.find("#referral-code").get_attribute("value")
     assert code_b != code_a
 
     # B pays 100.00 USD at the checkout.
-    me.follow("#checkout-link")
+    me.follow("#checkout-link", to="payments.checkout")
     assert me.Select(me.find("#project_id")).first_selected_option.text == "Bolt Bikes"
     assert me.find("#customer_email").get_attribute("value") == "bo@bolt.example"
     me.fill("#amount", "100.00")
     me.choose("#currency", "USD")
     me.screenshot("02-checkout")
-    me.follow("#pay")
+    me.follow("#pay", to="payments.show")
     assert "HAVN recorded transaction" in me.flash()
     assert me.text("#delivery-state") == "sent"
     assert me.text("#total-commission") != "—"
@@ -211,7 +235,7 @@ def test_a_referred_project_pays_and_its_referrer_sees_the_commission(serve_shop
     me.screenshot("04-activity")
 
     # And on A's node in the network picture.
-    me.follow(link_text="Referral network")
+    me.follow(link_text="Referral network", to="network.index")
     node_a = me.find(f'svg#network-svg g.node[data-referral-code="{code_a}"]')
     assert "Acme Analytics" in node_a.text and code_a in node_a.text
     assert "earned 5.00 USD" in node_a.text
@@ -224,11 +248,11 @@ def test_a_referred_project_pays_and_its_referrer_sees_the_commission(serve_shop
 def _create_and_sync(me: Person, name: str, email: str, owner: str) -> str:
     """Create a project from the current projects form and sync its owner; its referral code."""
     me.fill("#project_name", name)
-    me.follow("#create-project")
+    me.follow("#create-project", to="projects.show")
     assert me.text("h1").startswith(name)
     me.fill("#owner-email", email)
     me.fill("#owner-name", owner)
-    me.follow("#sync-owner")
+    me.follow("#sync-owner", to="projects.show")
     return me.find("#referral-code").get_attribute("value")
 
 
@@ -237,7 +261,7 @@ def test_an_idr_payment_converted_by_shopeasy_fails_when_havn_moved_its_rate(ser
     me = Person(browser, serve_shopeasy(HAVN_CURRENCY_CONVERSION="client", HAVN_EXCHANGE_RATES={"IDR": "0.0000633"}))
     me.open("/")
     code_a = _create_and_sync(me, "Acme Analytics", "ann@acme.example", "Ann Acme")
-    me.follow("#refer-link")
+    me.follow("#refer-link", to="projects.index")
     assert me.find("#upline_referral_code").get_attribute("value") == code_a
     _create_and_sync(me, "Bolt Bikes", "bo@bolt.example", "Bo Bolt")
 
@@ -245,14 +269,14 @@ def test_an_idr_payment_converted_by_shopeasy_fails_when_havn_moved_its_rate(ser
     me.open("/sandbox")
     me.choose("#rate-currency", "IDR")
     me.fill("#rate-value", "0.00007")
-    me.follow("#set-rate")
+    me.follow("#set-rate", to="sandbox_tools.index")
     assert "converts 1 IDR at 0.00007 USD" in me.flash()
 
     me.open("/checkout?project=2")
     assert "converted to USD by ShopEasy" in me.text("#conversion-mode")
     me.fill("#amount", "1500000")
     me.choose("#currency", "IDR")
-    me.follow("#pay")
+    me.follow("#pay", to="payments.show")
     assert "refused the currency conversion" in me.flash() and me.text("#delivery-state") == "conversion failed"
     failure = me.text("#conversion-failure")
     assert "ShopEasy sent 94.95 USD (rate 0.0000633)" in failure and "HAVN expected 105.00 USD (rate 0.00007)" in failure

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, List
 
 import pytest
@@ -13,14 +11,17 @@ from flask_sqlalchemy import SQLAlchemy
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
+from _client_fixtures import *  # noqa: F401,F403 - fixtures (keepalive_server)
 from flask_havn import HAVN, HAVNClient, current_havn
 from flask_havn.errors import HAVNConfigError
+from flask_havn.testing import wait_for_events
 
 SYNC_ANSWER = {"success": True, "message": "ok", "referral_code": "HAVN-OW-001", "user_id": "usr_1"}
 
 
 def _app(**config: Any) -> Flask:
     app = Flask(__name__)
+    app.config.update(HAVN_SANDBOX_DATABASE_URI="sqlite://")  # never a file in tests/instance
     app.config.update(config)
     return app
 
@@ -50,39 +51,6 @@ def test_two_apps_with_different_credentials_side_by_side(httpserver: HTTPServer
     assert [r.headers["X-API-Key"] for r in seen] == ["key-one", "key-two", "key-one"]
     assert first.extensions["havn"].transport is not second.extensions["havn"].transport
     assert not hasattr(havn, "app") and "app" not in vars(havn)
-
-
-@pytest.fixture
-def keepalive_server():
-    """A loopback HTTP/1.1 keep-alive server (stdlib; werkzeug's always closes) recording callers' ports."""
-    ports: List[int] = []
-    answer = json.dumps(SYNC_ANSWER).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            ports.append(self.client_address[1])
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", ports
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_client_lives_on_g_for_one_context_and_reuses_the_pooled_connection(keepalive_server):
@@ -234,7 +202,7 @@ def test_embedded_sandbox_delivers_its_events_to_the_hosts_own_endpoint(make_hos
                                                customer_email="c@example.com", payment_gateway_transaction_id="pi_9")
         sandbox = host.app.extensions["havn"].sandbox_app.extensions["havn_sandbox"]
         assert sandbox.dispatcher.url == "http://havn-host.invalid" + get_receiver(host.app).path
-        assert sandbox.dispatcher.wait_idle(10)
+        wait_for_events(host.app, timeout=10)
         assert [d["status_code"] for d in sandbox.dispatcher.deliveries()] == [200]
         assert len(received) == 1
         sender, event_type, commissions = received[0]

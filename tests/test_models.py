@@ -1,7 +1,11 @@
 """flask_havn's models on the host's db: names that never clash, DDL that suits each database."""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import ast
+import os
+import subprocess
+import sys
+from typing import Any, List
 
 import pytest
 import sqlalchemy as sa
@@ -34,7 +38,7 @@ def test_a_host_with_its_own_payment_and_project_models_and_string_relationships
         project = db.relationship("Project")
 
     app = Flask("host_with_payment_model")
-    app.config.update(TESTING=True, HAVN_SANDBOX=True,
+    app.config.update(TESTING=True, HAVN_SANDBOX=True, HAVN_SANDBOX_DATABASE_URI="sqlite://",
                       SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/host.sqlite")
     db.init_app(app)
     havn = HAVN(app, db=db)
@@ -81,21 +85,66 @@ def _ddl(url: str) -> List[str]:
     return statements
 
 
-def _index_ddl(url: str) -> Dict[str, str]:
-    return {name: text for text in _ddl(url) for name in ("uq_havn_one_owner", "uq_havn_member_email")
-            if name in text}
-
-
-@pytest.mark.parametrize("url", ["mysql://", "mssql://"])
-def test_the_one_owner_index_is_not_created_where_indexes_have_no_where(url: str) -> None:
-    found = _index_ddl(url)
-    assert "uq_havn_one_owner" not in found  # it would be a plain UNIQUE(project_id): one member per project
-    assert "uq_havn_member_email" in found  # the other constraints are still created
+@pytest.mark.parametrize("url", ["sqlite://", "postgresql://", "mysql://", "mssql://"])
+def test_the_one_owner_rule_is_the_same_plain_unique_constraint_on_every_database(url: str) -> None:
+    (members,) = [text for text in _ddl(url) if "CREATE TABLE havn_project_members" in text]
+    assert "CONSTRAINT uq_havn_one_owner UNIQUE (project_id, role_key)" in " ".join(members.split())
+    assert "CONSTRAINT uq_havn_member_email UNIQUE (project_id, email_key)" in " ".join(members.split())
+    assert not [text for text in _ddl(url) if " WHERE " in text]  # no partial index left anywhere
     assert any("CREATE INDEX ix_havn_payments_due" in text for text in _ddl(url))
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "postgresql://"])
-def test_the_one_owner_index_is_partial_where_the_database_can(url: str) -> None:
-    text = _index_ddl(url)["uq_havn_one_owner"]
-    assert text.startswith("CREATE UNIQUE INDEX uq_havn_one_owner")
-    assert text.endswith("WHERE role = 'owner'")
+def test_role_key_follows_role_and_the_database_refuses_a_second_owner(make_host: Any) -> None:
+    host = make_host()
+    with host.app.app_context():
+        db, Member = host.db, host.havn.models.ProjectMember
+        project = host.havn.create_project("Acme")
+        owner = Member(project_id=project.id, email="Ann@Acme.test", email_key="ann@acme.test", name="Ann",
+                       role="owner")
+        partners = [Member(project_id=project.id, email=f"p{i}@acme.test", email_key=f"p{i}@acme.test",
+                           name=f"P{i}") for i in range(2)]  # role left to its default, "partner"
+        db.session.add_all([owner, *partners])
+        db.session.commit()
+        assert [m.role_key for m in (owner, *partners)] == ["owner", "p0@acme.test", "p1@acme.test"]
+
+        db.session.add(Member(project_id=project.id, email="eve@acme.test", email_key="eve@acme.test",
+                              name="Eve", role="owner"))
+        with pytest.raises(sa.exc.IntegrityError, match="role_key"):
+            db.session.commit()  # bypassing the services: the database itself holds the rule
+        db.session.rollback()
+
+        owner.role = "partner"  # an update keeps the key in step, both ways
+        db.session.commit()
+        assert owner.role_key == "ann@acme.test"
+        partners[0].role = "owner"
+        db.session.commit()
+        assert partners[0].role_key == "owner"
+        assert db.session.execute(sa.text("SELECT role_key FROM havn_project_members ORDER BY id")).scalars().all() \
+            == ["ann@acme.test", "owner", "p1@acme.test"]
+
+
+def test_an_sqlite_host_does_not_import_the_postgresql_dialect(tmp_path: Any) -> None:
+    """The models need no dialect-specific options, so an SQLite app never loads another dialect."""
+    script = f"""
+import sys
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from flask_havn import HAVN
+app = Flask("cold")
+app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///{tmp_path}/cold.sqlite", HAVN_SANDBOX=True)
+db = SQLAlchemy(app)
+havn = HAVN(app, db=db)
+with app.app_context():
+    db.create_all()
+    project = havn.create_project("Cold start")
+    havn.sync_owner(project, email="ann@example.com", name="Ann")
+print(sorted(m for m in sys.modules if m.startswith("sqlalchemy.dialects.")))
+app.extensions["havn"].close()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("HAVN_")}).stdout
+    loaded = ast.literal_eval(out.strip())
+    assert "sqlalchemy.dialects.sqlite" in loaded
+    assert [name for name in loaded if name.startswith(("sqlalchemy.dialects.postgresql",
+                                                        "sqlalchemy.dialects.mysql",
+                                                        "sqlalchemy.dialects.mssql"))] == []

@@ -367,8 +367,12 @@ def test_queue_settings_are_checked_and_the_redis_password_stays_hidden(make_hos
     assert "hunter2" not in bad_url.value.message and "HAVN_RQ_URL" in bad_url.value.message
     with pytest.raises(HAVNConfigError, match="HAVN_QUEUE_NAME"):
         HAVNConfig.from_app_config({"HAVN_QUEUE_NAME": "two words"}, environ={})
-    with pytest.raises(HAVNConfigError, match=r"HAVN_DELIVERY_LEASE = 5 is shorter than one HAVN call"):
-        HAVNConfig.from_app_config({"HAVN_DELIVERY_LEASE": 5, "HAVN_TIMEOUT": 10}, environ={})
+    with pytest.raises(HAVNConfigError, match=r"HAVN_DELIVERY_LEASE = 5 is shorter than one delivery's HTTP call"):
+        HAVNConfig.from_app_config({"HAVN_DELIVERY_LEASE": 5, "HAVN_TIMEOUT": 10, "HAVN_MAX_RETRIES": 0}, environ={})
+    with pytest.raises(HAVNConfigError, match=r"\(62 s with HAVN_TIMEOUT"):  # retries wait too: up to 60 s in all
+        HAVNConfig.from_app_config({"HAVN_DELIVERY_LEASE": 61, "HAVN_TIMEOUT": 1, "HAVN_MAX_RETRIES": 1}, environ={})
+    assert HAVNConfig.from_app_config({"HAVN_DELIVERY_LEASE": 3, "HAVN_TIMEOUT": 2, "HAVN_MAX_RETRIES": 0},
+                                      environ={}).delivery_lease == 3.0
     host = quiet(make_host)({"HAVN_DELIVERY": "rq", "HAVN_RQ_URL": url})
     queue = host.app.extensions["havn"].queue
     assert queue.name == "havn" and "hunter2" not in repr(queue)

@@ -123,3 +123,46 @@ def test_voucher_types_are_coerced_leniently():
 def test_voucher_validation_truthiness():
     assert VoucherValidation(valid=True, status_code=200)
     assert not VoucherValidation(valid=False, status_code=404, reason="Voucher not found")
+
+
+SANDBOX_ROW = {
+    "success": True, "message": "User synced successfully", "user_created": True, "associate_created": False,
+    "user_id": "usr_1", "referral_code": "HAVN-MX-001",
+    "user": {"id": "usr_1", "email": "m1@example.com", "name": "M 1", "is_active": True, "role": "partner"},
+    "associate": {"associate_id": "asc_0", "referral_code": "HAVN-MX-001", "is_active": True, "role": "partner"},
+}
+
+
+def test_rows_keep_havns_dicts_without_copying_and_errors_leave_raw_untouched():
+    answer = {"success": True, "results": [SANDBOX_ROW], "referral_code": "HAVN-MX-001",
+              "errors": [{"index": "3", "email": "x@y.co", "message": "dup"}]}
+    result = BulkSyncResult.from_dict(answer)
+    (row,) = result.results
+    assert result.raw is answer and row.raw is SANDBOX_ROW
+    assert row.user.raw is SANDBOX_ROW["user"] and row.associate.raw is SANDBOX_ROW["associate"]
+    assert result.errors == [{"index": 3, "email": "x@y.co", "message": "dup", "error": "dup"}]
+    assert answer["errors"] == [{"index": "3", "email": "x@y.co", "message": "dup"}]  # HAVN's own, as sent
+    merged = BulkSyncResult.merge([(10, result)])
+    assert merged.errors[0]["index"] == 13 and result.errors[0]["index"] == 3
+
+
+def test_a_parsed_row_equals_the_same_row_built_field_by_field():
+    row = SyncResult.from_dict(SANDBOX_ROW)
+    built = SyncResult(success=True, message="User synced successfully", user_created=True,
+                       user=User(id="usr_1", email="m1@example.com", name="M 1", is_active=True,
+                                 raw=SANDBOX_ROW["user"]),
+                       associate=Associate(associate_id="asc_0", referral_code="HAVN-MX-001", is_active=True,
+                                           role="partner", raw=SANDBOX_ROW["associate"]),
+                       referral_code="HAVN-MX-001", user_id="usr_1", raw=SANDBOX_ROW)
+    assert row == built and repr(row) == repr(built)
+    assert (row.email, row.user_id, row.associate.referral_code) == ("m1@example.com", "usr_1", "HAVN-MX-001")
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        row.nope  # noqa: B018 - the read is the test
+
+
+@pytest.mark.parametrize("cls", [Associate, User, SyncResult, BulkSummary, BulkSyncResult, Transaction,
+                                 Commission, TransactionResult, Voucher, Pagination, VoucherPage])
+def test_result_objects_are_slotted(cls):
+    # No per-instance __dict__: thousands of bulk-sync rows stay small.
+    assert not hasattr(cls(), "__dict__")
+    assert set(cls.__slots__) == {f for f in cls.__dataclass_fields__}

@@ -1,6 +1,7 @@
 """Sandbox settings (HAVN_SANDBOX_* keys) and the sandbox's error answers."""
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from typing import Any, Dict
 
@@ -10,6 +11,7 @@ from flask_havn.config import SANDBOX_API_KEY, SANDBOX_WEBHOOK_SECRET
 from flask_havn.currency import SUPPORTED_CURRENCIES
 from flask_havn.errors import HAVNConfigError, HAVNValidationError
 from flask_havn.sandbox import errors
+from flask_havn.sandbox.state import get_state
 from flask_havn.sandbox.settings import (
     DEFAULT_COMMISSION_LEVELS,
     DEFAULT_EXCHANGE_RATES,
@@ -62,6 +64,44 @@ def test_from_mapping_reads_every_key() -> None:
     assert dict(s.faults or {}) == {"status": 503}
 
 
+def test_every_setting_reads_its_string_form_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = {
+        "HAVN_SANDBOX_DATABASE_URI": "sqlite://",
+        "HAVN_SANDBOX_COMMISSION_LEVELS": "10,5",
+        "HAVN_SANDBOX_EXCHANGE_RATES": "IDR=0.00007, eur=1.1",
+        "HAVN_SANDBOX_RATE_LIMITS": '{"login": 2, "transaction": 7}',
+        "HAVN_SANDBOX_BULK_MAX_SIZE": "10",
+        "HAVN_SANDBOX_SEED": "99",
+        "HAVN_SANDBOX_DELIVERY_SCHEDULE_FACTOR": "0.001",
+        "HAVN_SANDBOX_FAULTS": '{"seed": 3, "rates": {"503": 0.25}, "burst_429": 2}',
+        "HAVN_SANDBOX_LOGIN_TOKEN_TTL": "60",
+    }
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    s = SandboxSettings.from_mapping(os.environ)
+    assert s.commission_levels == (Decimal(10), Decimal(5))
+    assert (s.exchange_rates["IDR"], s.exchange_rates["EUR"]) == (Decimal("0.00007"), Decimal("1.1"))
+    assert s.exchange_rates["GBP"] == Decimal(DEFAULT_EXCHANGE_RATES["GBP"])
+    assert dict(s.rate_limits) == {**DEFAULT_RATE_LIMITS, "login": 2, "transaction": 7}
+    assert (s.bulk_max_size, s.seed, s.delivery_schedule_factor, s.login_token_ttl) == (10, 99, 0.001, 60)
+    assert dict(s.faults or {}) == {"seed": 3, "rates": {"503": 0.25}, "burst_429": 2}
+    # JSON rates stay exact (no float on the way), like HAVN_EXCHANGE_RATES.
+    monkeypatch.setenv("HAVN_SANDBOX_EXCHANGE_RATES", '{"IDR": 0.0000633}')
+    assert SandboxSettings.from_mapping(os.environ).exchange_rates["IDR"] == Decimal("0.0000633")
+
+
+def test_the_embedded_sandbox_takes_its_settings_from_the_environment(
+        make_host: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAVN_SANDBOX_EXCHANGE_RATES", "IDR=0.00007")
+    monkeypatch.setenv("HAVN_SANDBOX_RATE_LIMITS", '{"login": 3}')
+    monkeypatch.setenv("HAVN_SANDBOX_FAULTS", '{"burst_429": 1}')
+    host = make_host({"HAVN_SANDBOX_WEBHOOK_URL": None})
+    state = get_state(host.app.extensions["havn"].sandbox_app)
+    assert state.backend.rates["IDR"] == Decimal("0.00007")
+    assert state.limiter.limit_for("login") == 3
+    assert state.faults.stats()["burst_429_remaining"] == 1
+
+
 def test_none_and_blank_credentials_keep_defaults() -> None:
     s = SandboxSettings.from_mapping({"HAVN_API_KEY": None, "HAVN_WEBHOOK_SECRET": "  ", "HAVN_SANDBOX_SEED": None})
     assert (s.api_key, s.webhook_secret, s.seed) == (SANDBOX_API_KEY, SANDBOX_WEBHOOK_SECRET, None)
@@ -78,7 +118,9 @@ def test_levels_accept_a_list_of_numbers_and_strings() -> None:
     ("HAVN_SANDBOX_EXCHANGE_RATES", {"XYZ": "1"}, "not a currency"),
     ("HAVN_SANDBOX_EXCHANGE_RATES", {"USD": "2"}, "always 1"),
     ("HAVN_SANDBOX_EXCHANGE_RATES", {"IDR": "-1"}, "positive"),
-    ("HAVN_SANDBOX_EXCHANGE_RATES", "IDR=1", "dict"),
+    ("HAVN_SANDBOX_EXCHANGE_RATES", "IDR", "is not CODE=RATE"),
+    ("HAVN_SANDBOX_EXCHANGE_RATES", "{IDR: 1}", "JSON object"),
+    ("HAVN_SANDBOX_EXCHANGE_RATES", ["IDR"], "dict"),
     ("HAVN_SANDBOX_COMMISSION_LEVELS", "50,40,20", "more than 100"),
     ("HAVN_SANDBOX_COMMISSION_LEVELS", "5,-1", "percentage"),
     ("HAVN_SANDBOX_COMMISSION_LEVELS", "5,abc", "percentage"),
@@ -92,6 +134,10 @@ def test_levels_accept_a_list_of_numbers_and_strings() -> None:
     ("HAVN_SANDBOX_DELIVERY_SCHEDULE_FACTOR", -1, "0 or more"),
     ("HAVN_SANDBOX_DELIVERY_SCHEDULE_FACTOR", "inf", "finite"),
     ("HAVN_SANDBOX_FAULTS", ["x"], "dict"),
+    ("HAVN_SANDBOX_FAULTS", "rates=500", "JSON object"),
+    ("HAVN_SANDBOX_FAULTS", "[1]", "dict"),
+    ("HAVN_SANDBOX_RATE_LIMITS", "login=5", "JSON object"),
+    ("HAVN_SANDBOX_RATE_LIMITS", '{"login": 2.5}', "whole number"),
     ("HAVN_SANDBOX_LOGIN_TOKEN_TTL", -5, "at least 1"),
     ("HAVN_SANDBOX_DATABASE_URI", "", "SQLAlchemy URL"),
 ])

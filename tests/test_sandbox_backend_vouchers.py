@@ -45,9 +45,8 @@ def test_generated_codes_follow_havn_format(backend: SandboxBackend) -> None:
 def test_validate_valid_voucher(backend: SandboxBackend) -> None:
     (code,) = add(backend, {})
     out = backend.validate_voucher({"voucher_code": code.lower(), "amount": 5000})
-    assert out.status == 200
-    assert (out.body["success"], out.body["valid"]) == (True, True)
-    v = out.body["voucher"]
+    assert (out.status, out.body, out.events) == (200, None, [])  # HAVN answers a valid voucher by status alone
+    [v] = backend.list_vouchers({}).body["data"]
     assert REQUIRED <= set(v)
     assert (v["code"], v["value"], v["is_valid"], v["remaining_usage"]) == (code, 2000, True, 10)
     assert v["associate"]["referral_code"] == "HAVN-MJ-001"

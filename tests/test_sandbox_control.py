@@ -120,6 +120,29 @@ def test_bodies_that_are_not_declared_json_are_415_and_change_nothing(
     assert state["webhook_url"] == receiver.url + "/hooks"
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize("method, path", [("POST", "/reset"), ("DELETE", "/faults")])
+def test_body_less_state_changes_also_take_json_only(
+        control: Control, content_type: Any, method: str, path: str) -> None:
+    # A cross-site <form method=post action=…/_sandbox/reset> must not wipe the sandbox.
+    control("POST", "/seed", json=SEED)
+    control("PUT", "/faults", json={"burst_429": 2})
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    for body in (b"", b"{}", b"x=1"):
+        response = control(method, path, data=body, headers=headers)
+        assert response.status_code == 415, (body, response.text)
+        assert response.json()["error"] == "UnsupportedMediaType"
+        assert "{}" in response.json()["message"]
+    empty_json = control(method, path, data=b"", headers={"Content-Type": "application/json"})
+    assert empty_json.status_code == 400 and "JSON object body" in empty_json.json()["message"]
+    state = control("GET", "/state").json()
+    assert state["counts"]["associates"] == 2 and state["faults"]["spec"]["burst_429"] == 2
+    assert control(method, path, json={}).status_code == 200
+    after = control("GET", "/state").json()
+    assert after["faults"]["spec"] is None
+    assert after["counts"]["associates"] == (0 if path == "/reset" else 2)
+
+
 def test_a_json_suffix_content_type_is_accepted(control: Control) -> None:
     response = control("POST", "/seed", data=json.dumps(SEED), headers={"Content-Type": "application/vnd.x+json"})
     assert response.status_code == 200
@@ -130,7 +153,7 @@ def test_reset_drops_everything(control: Control, havn_sandbox: SandboxServer) -
     assert control.transaction("pg_reset").status_code == 201
     control("PUT", "/faults", json={"burst_429": 3})
     control("PUT", "/webhook-url", json={"url": "http://127.0.0.1:9/hooks"})
-    assert control("POST", "/reset").json()["success"] is True
+    assert control("POST", "/reset", json={}).json()["success"] is True
     state = control("GET", "/state").json()
     assert state["counts"] == {key: 0 for key in state["counts"]}
     assert state["events"] == [] and state["deliveries"] == []
@@ -194,7 +217,7 @@ def test_faults_put_and_delete(control: Control) -> None:
     assert bad.status_code == 400 and "between 0 and 1" in bad.json()["message"]
     assert control("GET", "/state").json()["faults"]["spec"]["rates"] == {"503": 0.5}  # unchanged
     assert control("PUT", "/faults", data=b"[]", headers={"Content-Type": "application/json"}).status_code == 400
-    deleted = control("DELETE", "/faults")
+    deleted = control("DELETE", "/faults", json={})
     assert deleted.status_code == 200 and deleted.json()["spec"] is None
 
 
@@ -230,6 +253,27 @@ def test_webhook_url_can_be_turned_off(control: Control) -> None:
     assert control("GET", "/state").json()["webhook_url"] == "https://example.com/hooks"
     assert control("PUT", "/webhook-url", json={"url": None}).json() == {"url": None}
     assert control("GET", "/state").json()["webhook_url"] is None
+
+
+def test_events_flush_delivers_queued_events_now(control: Control, receiver: Any) -> None:
+    control("POST", "/seed", json=SEED)
+    control("PUT", "/webhook-url", json={"url": receiver.url + "/hooks"})
+    assert control.transaction("pg_flush").status_code == 201
+    emitted = control("POST", "/events", json={"type": "transaction.conversion_failed"}).json()
+    flushed = control("POST", "/events/flush", json={"timeout": 10})
+    assert flushed.status_code == 200
+    body = flushed.json()
+    assert body["idle"] is True and body["pending"] == []
+    assert body["event_status"][emitted["id"]] == "delivered" and set(body["event_status"].values()) == {"delivered"}
+    assert len(receiver.hits) == 2
+    assert control("POST", "/events/flush", json={}).json()["idle"] is True  # default timeout, nothing queued
+
+
+@pytest.mark.parametrize("timeout", ["5", -1, 31, True, None])
+def test_events_flush_timeout_must_be_seconds(control: Control, timeout: Any) -> None:
+    response = control("POST", "/events/flush", json={"timeout": timeout})
+    assert response.status_code == 400 and response.json()["field"] == "timeout"
+    assert control("POST", "/events/flush", data=b"", headers={"Content-Type": "text/plain"}).status_code == 415
 
 
 @pytest.mark.parametrize("wait", ["soon", "-1", "1000"])

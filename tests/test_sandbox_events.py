@@ -256,3 +256,62 @@ def test_delivers_in_process_through_a_callers_session(dispatcher_factory: Any) 
         assert dispatcher.wait_idle(10)
     assert [(e["status_code"], e["delivered"]) for e in dispatcher.deliveries()] == [(502, False), (200, True)]
     assert [hit["headers"]["Webhook-Id"] for hit in receiver.hits] == [envelope["id"]] * 2
+
+
+# -- nothing queued is dropped silently ---------------------------------------------
+
+
+def test_flush_attempts_queued_retries_now(dispatcher_factory: Any, receiver_factory: Any) -> None:
+    receiver = receiver_factory([500, 503])
+    dispatcher = dispatcher_factory(url=receiver.url, schedule=(0, 3600, 3600), schedule_factor=1.0)
+    envelope = dispatcher.emit("commission.distributed", DATA)
+    assert dispatcher.flush(10) == 0  # the hour-long waits before attempts 2 and 3 are skipped
+    assert [(e["attempt"], e["status_code"]) for e in dispatcher.deliveries()] == [(1, 500), (2, 503), (3, 200)]
+    assert dispatcher.status(envelope["id"]) == "delivered" and dispatcher.pending() == []
+
+
+def test_flush_with_a_dead_receiver_uses_every_attempt(dispatcher_factory: Any, receiver_factory: Any) -> None:
+    receiver = receiver_factory([500] * 10)
+    dispatcher = dispatcher_factory(url=receiver.url, schedule=(0, 3600, 3600), schedule_factor=1.0)
+    envelope = dispatcher.emit("commission.distributed", DATA)
+    assert dispatcher.flush(10) == 0
+    assert dispatcher.status(envelope["id"]) == "failed" and len(receiver.hits) == 3
+
+
+def test_flush_says_how_many_are_still_pending_when_time_runs_out(dispatcher_factory: Any) -> None:
+    release = threading.Event()
+    app = Flask("slow")
+
+    @app.post("/hook")
+    def hook() -> Any:
+        release.wait(30)
+        return "", 200
+
+    with SandboxServer(app) as slow:
+        dispatcher = dispatcher_factory(url=slow.url + "/hook")
+        ids = {dispatcher.emit("commission.distributed", DATA)["id"] for _ in range(2)}
+        assert dispatcher.flush(0.2) == 2
+        assert set(dispatcher.pending()) == ids
+        release.set()
+        assert dispatcher.flush(10) == 0
+
+
+def test_close_delivers_what_is_queued_first(dispatcher_factory: Any, receiver_factory: Any) -> None:
+    receiver = receiver_factory([502])
+    dispatcher = dispatcher_factory(url=receiver.url, schedule=(0, 3600), schedule_factor=1.0)
+    envelope = dispatcher.emit("commission.distributed", DATA)
+    dispatcher.close(drain_timeout=10)
+    assert [hit["headers"]["Webhook-Id"] for hit in receiver.hits] == [envelope["id"]] * 2
+    assert dispatcher.status(envelope["id"]) == "delivered"
+
+
+def test_close_without_time_to_deliver_warns_how_many_are_lost(
+        dispatcher_factory: Any, receiver_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    receiver = receiver_factory([])
+    dispatcher = dispatcher_factory(url=receiver.url, schedule=(3600,), schedule_factor=1.0)
+    envelope = dispatcher.emit("commission.distributed", DATA)  # its first attempt is an hour away
+    with caplog.at_level("WARNING", logger="flask_havn.sandbox"):
+        dispatcher.close()
+    assert "1 HAVN sandbox webhook event(s) were not delivered before the sandbox closed and are lost" in caplog.text
+    assert envelope["id"] in caplog.text and "HAVN_SANDBOX_DRAIN_TIMEOUT" in caplog.text
+    assert receiver.hits == []

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pytest
 import requests
 
+from flask_havn import HAVNClient
 from flask_havn.config import SANDBOX_API_KEY, SANDBOX_BASE_URL, SANDBOX_WEBHOOK_SECRET
 from flask_havn.errors import HAVNConfigError
 from flask_havn.sandbox.adapter import WSGIAdapter
@@ -334,6 +335,24 @@ def test_user_sync_voucher_validate_and_login_redemption(sandbox: Sandbox) -> No
     assert sandbox.http.get(sandbox.base + "/login?token=forged.token.value").status_code == 400
 
 
+def test_a_valid_voucher_is_answered_by_status_alone(sandbox: Sandbox, havn_sandbox: SandboxServer) -> None:
+    seeded = sandbox.control("POST", "/seed", json={"vouchers": [
+        {"associate_code": "HAVN-MJ-001", "type": "DISCOUNT_PERCENTAGE", "value": 1000, "min_purchase": 5000}]})
+    code = seeded.json()["vouchers"][0]["code"]
+    valid = sandbox.post("/voucher/validate", {"voucher_code": code, "amount": 5000})
+    assert valid.status_code == 200 and valid.content == b""
+    assert "Content-Type" not in valid.headers and valid.headers["Content-Length"] == "0"
+    assert all(name in valid.headers for name in RATE_HEADERS) and valid.headers["X-Request-Id"]
+    too_small = sandbox.post("/voucher/validate", {"voucher_code": code, "amount": 4999})
+    assert too_small.status_code == 422 and too_small.json()["field"] == "amount"
+    with HAVNClient(api_key=SANDBOX_API_KEY, webhook_secret=SANDBOX_WEBHOOK_SECRET, base_url=havn_sandbox.url,
+                    max_retries=0) as client:
+        answer = client.vouchers.validate(code, amount=5000)
+        assert answer and (answer.valid, answer.status_code, answer.reason) == (True, 200, "Voucher is valid")
+        refused = client.vouchers.validate(code, amount=4999)
+        assert not refused and refused.status_code == 422 and "min_purchase" in refused.reason
+
+
 # -- events leave after the answer ------------------------------------------------
 
 
@@ -354,7 +373,7 @@ def test_a_transaction_event_reaches_the_configured_webhook(sandbox: Sandbox, ha
         assert sandbox.control("PUT", "/webhook-url", json={"url": receiver.url + "/hooks"}).status_code == 200
         response = sandbox.post("/transaction", txn("pg_event"))
         assert response.status_code == 201
-        assert havn_sandbox.state.dispatcher.wait_idle(10)
+        havn_sandbox.wait_for_events(10)
     [hit] = received
     envelope = json.loads(hit["body"])
     assert envelope["type"] == "commission.distributed"
@@ -373,7 +392,7 @@ def test_drop_over_http_stores_the_transaction_but_no_answer_arrives(sandbox: Sa
     with pytest.raises(requests.ConnectionError) as caught:
         sandbox.post("/transaction", txn("pg_dropped"))
     assert caught.value.response is None
-    sandbox.control("DELETE", "/faults")
+    sandbox.control("DELETE", "/faults", json={})
     [stored] = sandbox.state()["transactions"]
     assert stored["payment_gateway_transaction_id"] == "pg_dropped"
     retry = sandbox.post("/transaction", txn("pg_dropped"))  # the client's retry is a replay
@@ -387,7 +406,7 @@ def test_error_faults_store_nothing(sandbox: Sandbox, kind: str) -> None:
     response = sandbox.post("/transaction", txn("pg_fault"))
     assert response.status_code == int(kind)
     assert response.headers["X-Request-Id"]
-    sandbox.control("DELETE", "/faults")
+    sandbox.control("DELETE", "/faults", json={})
     assert sandbox.state()["counts"]["transactions"] == 0
 
 

@@ -97,6 +97,16 @@ def test_banner_shows_dev_credentials_but_never_a_users_secret() -> None:
     for secret in ("live-key-123", "live-secret-456", "dbpass", "hookpass"):
         assert secret not in own
     assert "(your HAVN_API_KEY)" in own and "postgresql://havn:***@db/havn" in own
+    for shown in (repr(SandboxSettings(database_uri="postgresql://havn:dbpass@db/havn")),
+                  repr(SandboxSettings(webhook_url="https://u:hookpass@example.com/h"))):
+        assert "dbpass" not in shown and "hookpass" not in shown and "***" in shown
+
+
+def test_banner_shows_credentials_made_up_for_the_run_and_the_public_url() -> None:
+    made_up = SandboxSettings(api_key="sandbox-key-abc", webhook_secret="sandbox-secret-def")
+    shown = banner("http://127.0.0.1:8765", made_up, public_url="http://havn.test:8765", generated=True)
+    assert "export HAVN_API_KEY=sandbox-key-abc" in shown and "export HAVN_WEBHOOK_SECRET=sandbox-secret-def" in shown
+    assert "export HAVN_BASE_URL=http://havn.test:8765" in shown and "on http://127.0.0.1:8765" in shown
 
 
 def test_cli_options_become_config() -> None:
@@ -107,6 +117,9 @@ def test_cli_options_become_config() -> None:
                       "HAVN_SANDBOX_WEBHOOK_URL": "http://127.0.0.1:5000/havn/webhooks",
                       "HAVN_SANDBOX_SEED": 7}
     assert parse_args([]) == ("127.0.0.1", 8765, {})
+    _, _, hosts = parse_args(["--public-url", "http://havn.test:1", "--allowed-host", "a.test",
+                              "--allowed-host", "b.test"])
+    assert hosts == {"HAVN_SANDBOX_PUBLIC_URL": "http://havn.test:1", "HAVN_SANDBOX_ALLOWED_HOSTS": ["a.test", "b.test"]}
     with pytest.raises(SystemExit):
         parse_args(["--port", "70000"])
     with pytest.raises(SystemExit):

@@ -77,6 +77,16 @@ def test_unserialisable_payload_raises_before_sending(script: Script, make_trans
     assert script.seen == []
 
 
+def test_prepared_body_bytes_are_sent_and_signed_as_given(script: Script, make_transport):
+    body = canonical_json(VECTOR_PAYLOAD)
+    make_transport().request("POST", "/api/v1/webhook/transaction", body=body)
+    (seen,) = script.seen
+    assert seen.body == body and seen.headers["X-Signature"] == VECTOR_SIG
+    with pytest.raises(HAVNValidationError) as info:
+        make_transport().request("POST", "/x", payload={"a": 1}, body=b'{"a":1}')
+    assert info.value.field == "body" and len(script.seen) == 1
+
+
 @pytest.mark.parametrize("key", ["", "two\nlines", "k" * 256, "caf\u00e9", " padded"])
 def test_hostile_idempotency_key_is_refused_before_sending(script: Script, make_transport, key):
     with pytest.raises(HAVNValidationError) as info:

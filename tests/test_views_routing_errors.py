@@ -93,6 +93,7 @@ def host_with_handlers(tmp_path: Any) -> Iterator[Callable[..., Any]]:
     def build(register: Callable[[Flask], None]) -> Any:
         app = Flask(f"handlers{len(built)}")
         app.config.update(TESTING=True, HAVN_SANDBOX=True, HAVN_SANDBOX_WEBHOOK_URL=None,
+                          HAVN_SANDBOX_DATABASE_URI="sqlite://",
                           SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/h{len(built)}.sqlite")
         app.add_url_rule("/shop", "shop", lambda: "shop page", methods=["GET"])
         register(app)

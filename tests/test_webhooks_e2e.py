@@ -35,9 +35,9 @@ def live(make_host: Any) -> Iterator[Tuple[Any, SandboxServer, SandboxServer, re
 
 
 def _deliveries(sandbox: SandboxServer, http: requests.Session) -> List[dict]:
-    answer = http.get(sandbox.url + "/_sandbox/deliveries", params={"wait": 20}, timeout=30).json()
-    assert answer["idle"] is True
-    return answer["deliveries"]
+    flushed = http.post(sandbox.url + "/_sandbox/events/flush", json={"timeout": 20}, timeout=30).json()
+    assert flushed["idle"] is True and flushed["pending"] == []
+    return http.get(sandbox.url + "/_sandbox/deliveries", timeout=10).json()["deliveries"]
 
 
 def _emit(sandbox: SandboxServer, http: requests.Session, event_type: str, gateway_id: str) -> dict:

@@ -289,6 +289,7 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
         return bool(session.execute(sa.update(Payment).where(where).values(**new_values)
                                     .execution_options(synchronize_session=False)).rowcount == 1)
 
+    loaded = _loaded(payment)
     in_transaction_signal = False
     try:
         # First "sending" → target: if that moved the row, this attempt is the first to record its
@@ -307,7 +308,7 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
         if not in_transaction_signal:
             raise
         recorded = _conversion_receiver_failed(state, payment, worker_id, exc, finished)
-        return Attempt(payment=_showing(payment, recorded), state=recorded.get("delivery_state"),
+        return Attempt(payment=_showing(payment, loaded, recorded), state=recorded.get("delivery_state"),
                        error=failure)
     if not held:
         session.refresh(payment)
@@ -315,7 +316,7 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
                        "recorded it first); this attempt's %s answer is dropped (HAVN's idempotency keeps it to "
                        "one transaction)", payment.id, worker_id, payment.delivery_state, target)
         return Attempt(payment=payment, state=None, error=failure)
-    _showing(payment, values)
+    _showing(payment, loaded, values)
     logger.info("payment %s -> %s (attempt %s)%s", payment.id, target, payment.attempts,
                 f": {values['last_error']}" if values.get("last_error") else "")
     if failure is None:
@@ -325,14 +326,21 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
     return Attempt(payment=payment, state=target, error=failure)
 
 
-def _showing(payment: Any, values: Mapping[str, Any]) -> Any:
-    """``payment`` showing ``values`` as committed: what this attempt wrote, not a later re-read.
+def _loaded(payment: Any) -> Dict[str, Any]:
+    """The attributes of ``payment`` loaded now (columns and its project), before a commit expires them."""
+    return dict(sa.inspect(payment).dict)
+
+
+def _showing(payment: Any, loaded: Mapping[str, Any], values: Mapping[str, Any]) -> Any:
+    """``payment`` showing what it held before the commit plus ``values``: what this attempt wrote.
 
     After the commit another worker may already hold the row; re-reading it
-    would report that worker's ``sending`` as this attempt's outcome.
+    would report that worker's ``sending`` as this attempt's outcome (and cost
+    a query nobody asked for). What was not loaded stays expired.
     """
-    for key, value in values.items():
-        set_committed_value(payment, key, value)
+    for key, value in {**loaded, **values}.items():
+        if not key.startswith("_"):
+            set_committed_value(payment, key, value)
     return payment
 
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from ..config import HAVNConfig
 from ..models import utcnow
+from ..transport import DEFAULT_MAX_TOTAL_WAIT, max_call_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..state import HAVNState
@@ -42,14 +43,17 @@ def new_worker_id() -> str:
 def lease_seconds(config: HAVNConfig) -> float:
     """How long a ``sending`` claim is honoured before the row counts as abandoned.
 
-    ``HAVN_DELIVERY_LEASE`` when set (at least one call with its retries:
-    checked at start-up). Else ten times the client timeout, and never less
-    than one full client call with all its retries plus a minute of backoff
-    (a live worker is still waiting for HAVN well within that).
+    ``HAVN_DELIVERY_LEASE`` when set (checked at start-up to outlast one
+    delivery's HTTP call). Else never less than the longest one delivery's
+    HTTP call can last: every attempt is bounded by ``HAVN_TIMEOUT`` in total
+    (not per socket read) and the waits between retries by the transport's
+    ``max_total_wait`` (:func:`flask_havn.transport.max_call_seconds`); ten
+    times the timeout at the least, so a live worker is done well within its
+    lease.
     """
     if config.delivery_lease is not None:
         return config.delivery_lease
-    one_call = (config.max_retries + 1) * config.timeout + 60.0
+    one_call = max_call_seconds(config.timeout, config.max_retries, DEFAULT_MAX_TOTAL_WAIT)
     return max(10.0 * config.timeout, one_call)
 
 

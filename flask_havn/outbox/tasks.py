@@ -47,6 +47,10 @@ logger = logging.getLogger("flask_havn.delivery")
 
 #: Delivery states after which a payment's task has nothing left to do.
 DONE = ("sent", "dead", "conversion_failed")
+#: Shortest wait before a task looks again at a payment another task holds, in seconds.
+_MIN_RECHECK = 1.0
+#: Ids marked by one UPDATE of the sweep (keeps the statement's parameter list bounded).
+_MARK_BATCH = 500
 
 
 def run_task(state: "HAVNState", payment_id: int, *, now: Optional[datetime] = None) -> Optional[float]:
@@ -75,14 +79,13 @@ def next_run(state: "HAVNState", done: Attempt, *, now: Optional[datetime] = Non
     # Not ours: nothing was due, another task held the claim, or our answer was superseded.
     if row.status != "completed" or row.delivery_state in DONE:
         return None
-    if row.delivery_state == "sending":
-        claimed = row.claimed_at or now
-        return _until(claimed + timedelta(seconds=lease_seconds(state.config)), now)
     if row.delivery_state in CLAIMABLE and row.next_attempt_at is not None and row.next_attempt_at > now:
         return _until(row.next_attempt_at, now)
-    # Due now, yet the claim failed: another task is taking it this instant. Look again once its lease
-    # would have run out, in case that task dies.
-    return lease_seconds(state.config)
+    # Another task holds the claim (``sending``), or is taking it this instant (due, yet our claim failed):
+    # look again once its lease would have run out, in case that task dies. Never sooner than a second,
+    # so that a row locked for a moment does not spin the task.
+    claimed = row.claimed_at if row.delivery_state == "sending" and row.claimed_at is not None else now
+    return max(_MIN_RECHECK, _until(claimed + timedelta(seconds=lease_seconds(state.config)), now))
 
 
 def _until(moment: Optional[datetime], now: datetime) -> float:
@@ -125,8 +128,10 @@ def sweep(state: "HAVNState", queue: TaskQueue, *, now: Optional[datetime] = Non
         Payment = state.models.Payment  # type: ignore[union-attr]
         session = state.session
         try:
-            session.execute(sa.update(Payment).where(Payment.id.in_(enqueued), _quiet(state, now))
-                            .values(updated_at=now).execution_options(synchronize_session=False))
+            for start in range(0, len(enqueued), _MARK_BATCH):
+                batch = enqueued[start:start + _MARK_BATCH]
+                session.execute(sa.update(Payment).where(Payment.id.in_(batch), _quiet(state, now))
+                                .values(updated_at=now).execution_options(synchronize_session=False))
             session.commit()
         except Exception:
             session.rollback()

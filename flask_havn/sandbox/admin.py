@@ -2,44 +2,48 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, MutableMapping, Optional
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from ..currency import SUPPORTED_CURRENCIES, parse_rate, rate_text, to_usd_cents
+from ..currency import parse_rate_table, rate_text, to_usd_cents
 from ..errors import HAVNValidationError
 from ..rules import check_bool, check_email, check_text, optional_code
 from .context import Ctx
 from .errors import bad_request, from_validation, not_found, unprocessable
-from .store import AssociateRow, CommissionRow, LoginTokenRow, TransactionRow, UserRow, VoucherRow
+from .store import AssociateRow, CommissionRow, LoginTokenRow, RateRow, TransactionRow, UserRow, VoucherRow
 from .transactions import CONVERSION_MISMATCH, commission_shares
 from .users import associate_dict, create_associate, find_associate, find_user, user_dict
 from .vouchers import create_voucher, voucher_dict
 
-__all__ = ["EVENT_TYPES", "parse_rates", "seed", "build_event_data", "dump", "deep_merge"]
+__all__ = ["EVENT_TYPES", "checked_rates", "rates_in_force", "store_rates", "seed", "build_event_data", "dump", "deep_merge"]
 
 EVENT_TYPES = ("commission.distributed", "transaction.conversion_failed")
 _SEED_KEYS = ("associates", "users", "vouchers", "rates")
 
 
-def parse_rates(rates: Any, field: str = "rates") -> Dict[str, Decimal]:
-    """``{"IDR": "0.0000633", …}`` checked (strings/ints/Decimals, no floats); USD stays 1."""
-    if not isinstance(rates, Mapping):
-        raise bad_request(f'{field} must be an object such as {{"IDR": "0.0000633"}} (USD per major unit)',
-                          field=field)
-    out: Dict[str, Decimal] = {}
-    for code, raw in rates.items():
-        key = str(code).strip().upper()
-        if key not in SUPPORTED_CURRENCIES:
-            raise bad_request(f"{field}.{code} is not a currency HAVN supports", field=f"{field}.{code}")
-        try:
-            rate = parse_rate(raw, field=f"{field}.{key}")
-        except HAVNValidationError as exc:
-            raise bad_request(f"{exc.message} (e.g. \"0.0000633\")", field=exc.field) from None
-        if key == "USD" and rate != 1:
-            raise bad_request(f"{field}.USD is always 1", field=f"{field}.USD")
-        out[key] = rate
-    return out
+def checked_rates(rates: Any, field: str = "rates") -> Dict[str, Decimal]:
+    """A rate table sent to a control route, parsed by the one rate-table parser; 400 naming the bad entry."""
+    try:
+        return parse_rate_table(rates, field=field)
+    except HAVNValidationError as exc:
+        raise from_validation(exc) from None
+
+
+def rates_in_force(session: Session, configured: Mapping[str, Decimal]) -> Dict[str, Decimal]:
+    """The configured rates with the stored changes (``PUT /rates``, seeds) over them."""
+    rates = dict(configured)
+    rates.update((row.code, Decimal(row.rate)) for row in session.scalars(select(RateRow)))
+    return rates
+
+
+def store_rates(ctx: Ctx, rates: Mapping[str, Decimal]) -> None:
+    """Keep changed rates in the store (so every process sharing it converts alike) and in force for this call."""
+    for code, rate in rates.items():
+        ctx.session.merge(RateRow(code=code, rate=rate_text(rate)))
+    ctx.session.flush()
+    ctx.rates = {**ctx.rates, **rates}
 
 
 def _list(spec: Mapping[str, Any], key: str) -> List[Any]:
@@ -105,18 +109,15 @@ def _seed_user(ctx: Ctx, item: Mapping[str, Any], p: str) -> UserRow:
     return user
 
 
-def seed(ctx: Ctx, spec: Any) -> Tuple[Dict[str, Any], Dict[str, Decimal]]:
-    """Create associates (in order), users and vouchers: ``(what was created, checked rates)``.
-
-    Rates are checked and returned, not applied: the caller applies them once the rows are committed.
-    """
+def seed(ctx: Ctx, spec: Any) -> Dict[str, Any]:
+    """Create associates (in order), users, vouchers and rates; what was created."""
     if not isinstance(spec, Mapping):
         raise bad_request("the seed spec must be an object with associates, users, vouchers and/or rates")
     unknown = sorted(set(spec) - set(_SEED_KEYS))
     if unknown:
         raise bad_request(f"unknown seed key(s) {', '.join(unknown)}; use {', '.join(_SEED_KEYS)}",
                           field=unknown[0])
-    rates = parse_rates(spec["rates"]) if spec.get("rates") is not None else {}
+    rates = checked_rates(spec["rates"]) if spec.get("rates") is not None else {}
     created: Dict[str, Any] = {"associates": [], "users": [], "vouchers": [], "rates": {}}
     try:
         for i, item in enumerate(_list(spec, "associates")):
@@ -133,8 +134,9 @@ def seed(ctx: Ctx, spec: Any) -> Tuple[Dict[str, Any], Dict[str, Decimal]]:
         voucher = create_voucher(ctx, item, prefix=f"vouchers[{i}].")
         created["vouchers"].append({"serial": voucher.serial, "code": voucher.code,
                                     "associate_id": voucher.associate_id})
+    store_rates(ctx, rates)
     created["rates"] = {code: rate_text(rate) for code, rate in rates.items()}
-    return created, rates
+    return created
 
 
 def deep_merge(base: MutableMapping[str, Any], overrides: Mapping[str, Any]) -> MutableMapping[str, Any]:

@@ -7,10 +7,6 @@ dispatcher, the rate limiter and the fault injector wrapped around
 """
 from __future__ import annotations
 
-import random
-import string
-import threading
-import weakref
 from typing import Any, Callable, Mapping, Optional
 
 from flask import Flask, jsonify, request
@@ -18,90 +14,21 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import HAVNConfigError
 from .backend import SandboxBackend
-from .events import WebhookDispatcher, new_event_id
+from .control import control
+from .events import SeededEventIds, WebhookDispatcher, new_event_id
 from .faults import FaultInjector, normalise_spec
+from .hosts import HostGuard
 from .ratelimit import RateLimiter
 from .settings import SandboxSettings
+from .state import EXTENSION_KEY, SandboxState, get_state
+from .views import api, frontend, request_id_header
 
 __all__ = ["create_app", "get_state", "SandboxState", "EXTENSION_KEY"]
 
-#: Where the state lives: ``app.extensions[EXTENSION_KEY]``.
-EXTENSION_KEY = "havn_sandbox"
 #: Largest request body the sandbox reads (HAVN's payloads are a few KiB).
 MAX_BODY_BYTES = 1024 * 1024
-
-_ID_ALPHABET = string.ascii_letters + string.digits + "-_"
-
-
-class SeededEventIds:
-    """Event ids drawn from ``random.Random(seed)``: the same seed gives the same ids."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self._lock = threading.Lock()
-        self._random = random.Random(seed)
-
-    def __call__(self) -> str:
-        with self._lock:
-            return "evt_" + "".join(self._random.choice(_ID_ALPHABET) for _ in range(24))
-
-    def reset(self) -> None:
-        """Restart the sequence from the seed."""
-        with self._lock:
-            self._random = random.Random(self.seed)
-
-
-def _close_parts(backend: SandboxBackend, dispatcher: WebhookDispatcher, faults: FaultInjector) -> None:
-    faults.close()
-    dispatcher.close()
-    backend.close()
-
-
-class SandboxState:
-    """Everything one sandbox app owns; ``reset()`` restores the configured start."""
-
-    def __init__(
-        self,
-        settings: SandboxSettings,
-        backend: SandboxBackend,
-        dispatcher: WebhookDispatcher,
-        limiter: RateLimiter,
-        faults: FaultInjector,
-        event_ids: Optional[SeededEventIds] = None,
-    ) -> None:
-        self.settings = settings
-        self.backend = backend
-        self.dispatcher = dispatcher
-        self.limiter = limiter
-        self.faults = faults
-        self._event_ids = event_ids
-        # Closes the parts at interpreter exit, or when the state is collected, or on close().
-        self._finalizer = weakref.finalize(self, _close_parts, backend, dispatcher, faults)
-
-    def __repr__(self) -> str:
-        return f"<SandboxState database={self.settings.database_uri!r} webhook_url={self.dispatcher.url!r}>"
-
-    def reset(self) -> None:
-        """Drop all data, events, counters and faults; back to the configured settings."""
-        self.backend.reset()
-        self.dispatcher.reset()
-        self.dispatcher.url = self.settings.webhook_url
-        if self._event_ids is not None:
-            self._event_ids.reset()
-        self.limiter.reset()
-        if self.settings.faults:
-            self.faults.configure(self.settings.faults)
-        else:
-            self.faults.clear()
-
-    def close(self) -> None:
-        """Stop the delivery thread, wake stalled requests and dispose the database engine."""
-        self._finalizer()
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` ran."""
-        return not self._finalizer.alive
+_HOST_HINT = ("to serve another name, list it in HAVN_SANDBOX_ALLOWED_HOSTS (--allowed-host) or set "
+              "HAVN_SANDBOX_PUBLIC_URL (--public-url) to the URL you reach the sandbox at")
 
 
 def _error_response(exc: HTTPException) -> Any:
@@ -129,9 +56,6 @@ def _error_response(exc: HTTPException) -> Any:
 
 def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     """Build a standalone sandbox app from ``HAVN_*`` keys (see :class:`SandboxSettings`)."""
-    from .control import control
-    from .views import api, frontend, request_id_header
-
     settings = SandboxSettings.from_mapping(config or {})
     try:
         normalise_spec(settings.faults)
@@ -153,8 +77,9 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     )
     limiter = RateLimiter(settings.rate_limits)
     faults = FaultInjector(app.wsgi_app, settings.faults)
-    app.wsgi_app = faults  # type: ignore[method-assign]
-    app.extensions[EXTENSION_KEY] = SandboxState(settings, backend, dispatcher, limiter, faults, event_ids)
+    state = SandboxState(settings, backend, dispatcher, limiter, faults, event_ids)
+    app.extensions[EXTENSION_KEY] = state
+    app.wsgi_app = HostGuard(faults, state.allows_host, hint=_HOST_HINT)  # type: ignore[method-assign]
 
     app.register_blueprint(api)
     app.register_blueprint(frontend)
@@ -163,10 +88,3 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_error_handler(HTTPException, _error_response)
     return app
 
-
-def get_state(app: Flask) -> SandboxState:
-    """The :class:`SandboxState` of a sandbox app (clear error for any other app)."""
-    state = app.extensions.get(EXTENSION_KEY)
-    if not isinstance(state, SandboxState):
-        raise RuntimeError("this Flask app is not a HAVN sandbox; build it with flask_havn.sandbox.create_app()")
-    return state

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from .admin import build_event_data, deep_merge, dump, parse_rates, seed
+from .admin import build_event_data, checked_rates, deep_merge, dump, rates_in_force, seed, store_rates
 from .context import Ctx, Ids, utcnow
 from .errors import SandboxError, bad_request, not_found
 from .outcome import Event, Outcome
@@ -65,18 +65,16 @@ class SandboxBackend:
         self._lock = threading.RLock()
         self._store = Store(settings.database_uri)
         self._ids = Ids(settings.seed)
-        self._rates: Dict[str, Decimal] = dict(settings.exchange_rates)
         self._demo = 0
         self._serializer = _login_serializer(settings.webhook_secret, self._clock)
 
     def __repr__(self) -> str:
-        return f"SandboxBackend(database_uri={self.settings.database_uri!r}, seed={self.settings.seed!r})"
+        return f"SandboxBackend(database_uri={self.settings.shown_database_uri!r}, seed={self.settings.seed!r})"
 
     @property
     def rates(self) -> Mapping[str, Decimal]:
-        """The exchange rates in force (USD per one major unit), a copy."""
-        with self._lock:
-            return dict(self._rates)
+        """The exchange rates in force (USD per one major unit): the configured ones, changes stored over them."""
+        return self._run(lambda ctx: dict(ctx.rates), test_mode=True)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -85,7 +83,8 @@ class SandboxBackend:
         with self._lock:
             session = self._store.session()
             try:
-                ctx = Ctx(session=session, settings=self.settings, rates=dict(self._rates), ids=self._ids,
+                ctx = Ctx(session=session, settings=self.settings,
+                          rates=rates_in_force(session, self.settings.exchange_rates), ids=self._ids,
                           now=self._clock())
                 result = work(ctx)
                 if test_mode:
@@ -103,7 +102,6 @@ class SandboxBackend:
         """Drop all state and rates changes; ids restart from the seed."""
         with self._lock:
             self._store.rebuild()
-            self._rates = dict(self.settings.exchange_rates)
             self._demo = 0
 
     def close(self) -> None:
@@ -125,8 +123,9 @@ class SandboxBackend:
                                                         test_mode=test_mode), test_mode=test_mode)
 
     def validate_voucher(self, payload: Mapping[str, Any], *, test_mode: bool = False) -> Outcome:
-        """``POST /voucher/validate``: 200 valid, else 400/404/422."""
-        return Outcome(200, self._run(lambda ctx: validate_voucher(ctx, _payload(payload)), test_mode=test_mode))
+        """``POST /voucher/validate``: 200 with no body when valid (as HAVN answers), else 400/404/422."""
+        self._run(lambda ctx: validate_voucher(ctx, _payload(payload)), test_mode=test_mode)
+        return Outcome(200, None)
 
     def list_vouchers(self, params: Mapping[str, str], *, test_mode: bool = False) -> Outcome:
         """``GET /vouchers``: the §4.3 shape."""
@@ -193,17 +192,17 @@ class SandboxBackend:
 
     def seed(self, spec: Mapping[str, Any]) -> dict:
         """Seed associates (in order, so hierarchies build), users, vouchers and rates; all or nothing."""
-        with self._lock:
-            created, rates = self._run(lambda ctx: seed(ctx, spec))
-            self._rates.update(rates)
-            return created
+        return self._run(lambda ctx: seed(ctx, spec))
 
     def set_rates(self, rates: Mapping[str, Any]) -> dict:
         """Change some exchange rates (decimal strings, USD per major unit); returns all rates."""
-        parsed = parse_rates(rates)
-        with self._lock:
-            self._rates.update(parsed)
-            return {"rates": {code: format(rate, "f") for code, rate in sorted(self._rates.items())}}
+        parsed = checked_rates(rates)
+
+        def work(ctx: Ctx) -> dict:
+            store_rates(ctx, parsed)
+            return {"rates": {code: format(rate, "f") for code, rate in sorted(ctx.rates.items())}}
+
+        return self._run(work)
 
     def build_event(self, event_type: str, *, transaction_id: Optional[str] = None,
                     overrides: Optional[Mapping[str, Any]] = None) -> Event:

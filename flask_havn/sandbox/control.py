@@ -3,21 +3,23 @@
 Not part of HAVN: tests and demos use them to reset, seed, inspect state,
 emit events on demand, inject faults, change exchange rates and point the
 webhook dispatcher somewhere. JSON in and out; bad input is a 400 naming the
-problem, and a body that is not ``Content-Type: application/json`` is a 415
-(so no web page can drive these routes with a preflight-free cross-site
-``text/plain`` or form POST). No authentication: the sandbox only ever holds
-fake data — but it signs events with the app's real webhook secret.
+problem. Every state-changing route (any method but GET) takes a JSON object
+body sent as ``Content-Type: application/json`` — ``{}`` when there is nothing
+to say, as for ``POST /reset`` — and answers anything else with a 415, so no
+web page can drive them with a preflight-free cross-site ``text/plain`` or
+form POST. No authentication: the sandbox only ever holds fake data, and the
+standalone server answers loopback (or configured) host names only.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, cast
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import HAVNValidationError
-from .app import SandboxState, get_state
 from .errors import SandboxError, bad_request
+from .state import SandboxState, get_state
 
 __all__ = ["control"]
 
@@ -25,6 +27,8 @@ control = Blueprint("havn_sandbox_control", __name__, url_prefix="/_sandbox")
 
 _EVENT_TYPES = ("commission.distributed", "transaction.conversion_failed")
 _MAX_WAIT = 30.0
+#: Methods that change nothing, so take no body.
+_READ_ONLY = ("GET", "HEAD", "OPTIONS")
 
 
 @control.errorhandler(SandboxError)
@@ -43,22 +47,29 @@ def _state() -> SandboxState:
     return get_state(current_app)
 
 
-def _body() -> Dict[str, Any]:
-    """The JSON object sent, or a 415/400 that says what to send.
+@control.before_request
+def _json_object_bodies_only() -> None:
+    """Refuse a state-changing request whose body is not a JSON object sent as JSON (415 / 400).
 
-    Only ``Content-Type: application/json`` (or ``+json``) is read: a web page
-    can POST ``text/plain`` or a form cross-site without a CORS preflight, and
-    the sandbox must not seed or sign events for it with the app's secret.
+    A web page can POST ``text/plain`` or a form cross-site without a CORS
+    preflight; only ``Content-Type: application/json`` (or ``+json``) is read,
+    which a browser never sends cross-site without asking first.
     """
+    if request.method in _READ_ONLY:
+        return
+    what = f"{request.method} {request.path}"
     if not request.is_json:
         sent = repr(request.mimetype[:100]) if request.mimetype else "no Content-Type"
         raise SandboxError(415, "UnsupportedMediaType",
-                           f"{request.method} {request.path} takes a JSON object body with Content-Type: "
-                           f"application/json, not {sent}; send it as JSON (e.g. requests' json=...)")
-    payload = request.get_json(silent=True)
-    if not isinstance(payload, dict):
-        raise bad_request(f"{request.method} {request.path} takes a JSON object body")
-    return payload
+                           f"{what} takes a JSON object body with Content-Type: application/json, not {sent}; "
+                           "send it as JSON ({} when there is nothing to say, e.g. requests' json={})")
+    if not isinstance(request.get_json(silent=True), dict):
+        raise bad_request(f"{what} takes a JSON object body ({{}} when there is nothing to say)")
+
+
+def _body() -> Dict[str, Any]:
+    """The JSON object sent (checked by :func:`_json_object_bodies_only`)."""
+    return cast(Dict[str, Any], request.get_json(silent=True))
 
 
 def _faults_view(state: SandboxState) -> Dict[str, Any]:
@@ -67,7 +78,7 @@ def _faults_view(state: SandboxState) -> Dict[str, Any]:
 
 @control.post("/reset")
 def reset() -> Response:
-    """Drop every user, transaction, event, counter and fault."""
+    """Drop every user, transaction, event, counter and fault (send ``{}``)."""
     _state().reset()
     return jsonify({"success": True, "message": "Sandbox reset"})
 
@@ -117,6 +128,18 @@ def emit_event() -> Response:
     return response
 
 
+@control.post("/events/flush")
+def flush_events() -> Response:
+    """Deliver queued events now (retries too) and wait: ``{"timeout"?: seconds}`` → what is left pending."""
+    raw = _body().get("timeout", 5)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= _MAX_WAIT:
+        raise bad_request(f"'timeout' must be a number of seconds from 0 to {_MAX_WAIT:g}", field="timeout")
+    sandbox = _state()
+    left = sandbox.dispatcher.flush(float(raw))
+    return jsonify({"pending": sandbox.dispatcher.pending(), "idle": left == 0,
+                    "event_status": sandbox.dispatcher.statuses()})
+
+
 @control.put("/faults")
 def put_faults() -> Response:
     """Replace the fault spec (see ``faults.py``); 400 with the reason when it is bad."""
@@ -130,7 +153,7 @@ def put_faults() -> Response:
 
 @control.delete("/faults")
 def delete_faults() -> Response:
-    """Stop injecting faults."""
+    """Stop injecting faults (send ``{}``)."""
     sandbox = _state()
     sandbox.faults.clear()
     return jsonify(_faults_view(sandbox))

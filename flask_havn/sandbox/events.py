@@ -7,6 +7,12 @@ is retried on :data:`DEFAULT_SCHEDULE` (× ``schedule_factor``) with the same
 ``webhook-id`` and a fresh timestamp and signature; after the last attempt the
 event is ``failed``. Deliveries run on one background thread, never on the
 caller's, so an endpoint answers before its events leave.
+
+Nothing queued is dropped silently: :meth:`WebhookDispatcher.flush` delivers
+everything queued now (retries too, without waiting for their schedule) and
+waits for it, and :meth:`WebhookDispatcher.close` flushes for a bounded time
+first (the sandbox closes at interpreter exit, so a short-lived ``flask havn …``
+command delivers its events before it ends) and logs how many were left.
 """
 from __future__ import annotations
 
@@ -15,7 +21,8 @@ import heapq
 import itertools
 import json
 import logging
-import secrets
+import random
+import string
 import threading
 import time
 from datetime import datetime, timezone
@@ -23,9 +30,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import requests
 
-from ..signing import webhook_headers
+from ..signing import new_event_id, webhook_headers
+from .settings import hide_password
 
-__all__ = ["WebhookDispatcher", "DEFAULT_SCHEDULE", "new_event_id"]
+__all__ = ["WebhookDispatcher", "DEFAULT_SCHEDULE", "new_event_id", "SeededEventIds"]
 
 log = logging.getLogger("flask_havn.sandbox")
 
@@ -33,11 +41,27 @@ log = logging.getLogger("flask_havn.sandbox")
 DEFAULT_SCHEDULE: Tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 _NO_URL = "no webhook URL configured"
+#: Seconds :meth:`WebhookDispatcher.close` waits for a worker still in an attempt after the drain ran out.
+_STUCK_JOIN = 1.0
+_ID_ALPHABET = string.ascii_letters + string.digits + "-_"
 
 
-def new_event_id() -> str:
-    """A fresh event id: ``evt_`` + 24 url-safe random characters."""
-    return "evt_" + secrets.token_urlsafe(18)
+class SeededEventIds:
+    """Event ids shaped like :func:`new_event_id`, drawn from ``random.Random(seed)``: same seed, same ids."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+
+    def __call__(self) -> str:
+        with self._lock:
+            return "evt_" + "".join(self._random.choice(_ID_ALPHABET) for _ in range(24))
+
+    def reset(self) -> None:
+        """Restart the sequence from the seed."""
+        with self._lock:
+            self._random = random.Random(self.seed)
 
 
 def _iso(epoch: float) -> str:
@@ -90,6 +114,7 @@ class WebhookDispatcher:
         self._deliveries: List[Dict[str, Any]] = []
         self._thread: Optional[threading.Thread] = None
         self._closed = False
+        self._flushing = 0  # while > 0, every queued attempt is due now
 
     def __repr__(self) -> str:
         return f"<WebhookDispatcher url={self.url!r} events={len(self._events)}>"
@@ -179,6 +204,33 @@ class WebhookDispatcher:
                 self._cond.wait(left)
             return True
 
+    def pending(self) -> List[str]:
+        """Ids of the events not yet delivered nor given up on (queued, in flight or waiting for a retry)."""
+        with self._cond:
+            return [event_id for event_id, status in self._status.items() if status == "pending"]
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Deliver every queued event now and wait for it; how many are still pending afterwards.
+
+        Queued retries are attempted at once instead of on their schedule, and
+        so are the retries of attempts that fail meanwhile, so an event ends
+        ``delivered`` or ``failed`` (every attempt used) unless ``timeout``
+        seconds run out first. Returns 0 when nothing is left pending.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while (self._queue or self._in_flight) and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._flushing -= 1
+        return len(self.pending())
+
     def reset(self) -> None:
         """Forget every event, attempt and queued retry (an attempt in flight is discarded)."""
         with self._cond:
@@ -190,8 +242,21 @@ class WebhookDispatcher:
             self._deliveries.clear()
             self._cond.notify_all()
 
-    def close(self) -> None:
-        """Stop the worker (queued retries are abandoned), join it and close our session."""
+    def close(self, drain_timeout: float = 0.0) -> None:
+        """Flush for up to ``drain_timeout`` seconds, then stop the worker, join it and close our session.
+
+        Events still pending then are abandoned, and a warning says how many.
+        """
+        with self._cond:
+            if self._closed:
+                return
+        left = self.flush(drain_timeout) if drain_timeout > 0 else len(self.pending())
+        if left:
+            url = hide_password(self.url) if self.url else None
+            log.warning("%d HAVN sandbox webhook event(s) were not delivered before the sandbox closed and are "
+                        "lost (the sandbox keeps events in memory): %s. Check that %s answers 2xx quickly, or "
+                        "give HAVN_SANDBOX_DRAIN_TIMEOUT more than %g s", left, ", ".join(self.pending()[:10]),
+                        url, drain_timeout)
         with self._cond:
             if self._closed:
                 return
@@ -200,7 +265,9 @@ class WebhookDispatcher:
             self._cond.notify_all()
             thread = self._thread
         if thread is not None:
-            thread.join()
+            # An idle worker ends at once; one stuck in an attempt (up to ``timeout``) is not waited for:
+            # its answer is discarded, and at interpreter exit the daemon thread simply ends.
+            thread.join(None if not left else _STUCK_JOIN)
         if self._own_session:
             self._session.close()
 
@@ -236,7 +303,7 @@ class WebhookDispatcher:
                     return None
                 if self._queue:
                     due, _, event_id, attempt, generation = self._queue[0]
-                    wait = due - time.monotonic()
+                    wait = 0.0 if self._flushing else due - time.monotonic()
                     if wait <= 0:
                         heapq.heappop(self._queue)
                         envelope = self._by_id.get(event_id)

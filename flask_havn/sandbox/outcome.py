@@ -6,7 +6,7 @@ without importing the backend.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 __all__ = ["Event", "Outcome"]
 
@@ -27,5 +27,6 @@ class Outcome:
     """What an endpoint answers: status, JSON body, and events to dispatch."""
 
     status: int
-    body: dict
+    #: The JSON object answered; ``None``: the status alone, with an empty body (a valid voucher).
+    body: Optional[dict]
     events: List[Event] = field(default_factory=list)

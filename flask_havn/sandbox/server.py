@@ -11,15 +11,15 @@ them, so a crash inside the sandbox fails the test instead of hiding in a log::
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from typing import Any, Callable, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from .. import config as havn_config
+from .settings import hide_password
 
-__all__ = ["SandboxServer", "SandboxServerError", "run", "banner"]
+__all__ = ["SandboxServer", "SandboxServerError", "run", "banner", "local_url", "standalone_config"]
 
 log = logging.getLogger("flask_havn.sandbox")
 
@@ -37,7 +37,14 @@ class SandboxServerError(RuntimeError):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """werkzeug's handler, logging each request at DEBUG instead of printing it."""
+    """werkzeug's handler, logging each request at DEBUG instead of printing it.
+
+    Nagle's algorithm is off: the handler writes the status line and headers,
+    then the body, in separate sends, and with Nagle on the body waits for the
+    client's delayed ACK — about 40 ms added to every answer on Linux.
+    """
+
+    disable_nagle_algorithm = True
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         log.debug("%s %s -> %s", self.command, getattr(self, "path", "?"), code)
@@ -117,10 +124,7 @@ class SandboxServer:
         """``http://HOST:PORT`` of the running server."""
         if self._server is None:
             raise RuntimeError("the SandboxServer is not running; call start() first")
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self._server.port}"
+        return local_url(self.host, self._server.port)
 
     def start(self) -> "SandboxServer":
         """Bind the port and serve in a daemon thread; return once it accepts requests."""
@@ -136,6 +140,8 @@ class SandboxServer:
             server.serve_forever(poll_interval=0.05)
 
         self._server = server
+        if self.state is not None:
+            self.state.serve_at(self.url)  # before the first request: links use the real port
         self._thread = threading.Thread(target=serve, name="havn-sandbox-server", daemon=True)
         self._thread.start()
         ready.wait()
@@ -167,6 +173,13 @@ class SandboxServer:
         if state is None:
             raise RuntimeError("this app is not a HAVN sandbox app; nothing to reset")
         state.reset()
+
+    def wait_for_events(self, timeout: float = 5.0) -> None:
+        """Deliver the sandbox's queued events now and wait for them (see ``SandboxState.wait_for_events``)."""
+        state = self.state
+        if state is None:
+            raise RuntimeError("this app is not a HAVN sandbox app; it has no events")
+        state.wait_for_events(timeout)
 
     def raise_errors(self) -> None:
         """Raise :class:`SandboxServerError` for crashes recorded so far, and forget them."""
@@ -220,42 +233,75 @@ class SandboxServer:
         return trapped
 
 
-def _hide_password(url: str) -> str:
-    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
+def local_url(host: str, port: int) -> str:
+    """``http://HOST:PORT`` to reach a server bound to ``host`` from this machine (all interfaces: 127.0.0.1)."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
-def banner(url: str, settings: Any) -> str:
-    """What :func:`run` prints: the URL and the credentials to use.
+def standalone_config(
+    *,
+    database: Optional[str] = None,
+    webhook_url: Optional[str] = None,
+    seed: Optional[int] = None,
+    public_url: Optional[str] = None,
+    allowed_hosts: Iterable[str] = (),
+) -> Dict[str, Any]:
+    """The ``HAVN_SANDBOX_*`` keys for the command-line options given (both commands share it)."""
+    config: Dict[str, Any] = {}
+    if database:
+        config["HAVN_SANDBOX_DATABASE_URI"] = database
+    if webhook_url:
+        config["HAVN_SANDBOX_WEBHOOK_URL"] = webhook_url
+    if seed is not None:
+        config["HAVN_SANDBOX_SEED"] = seed
+    if public_url:
+        config["HAVN_SANDBOX_PUBLIC_URL"] = public_url
+    if allowed_hosts:
+        config["HAVN_SANDBOX_ALLOWED_HOSTS"] = list(allowed_hosts)
+    return config
 
-    The development credentials are public defaults and are shown; a
-    user-supplied key or secret never is.
+
+def banner(url: str, settings: Any, *, public_url: Optional[str] = None, generated: bool = False) -> str:
+    """What :func:`run` prints: where it listens and the lines to ``export`` for the app.
+
+    The credentials are shown when they are the public development ones or
+    were ``generated`` for this run; a user-supplied key or secret never is.
     """
-    key = settings.api_key if settings.api_key == havn_config.SANDBOX_API_KEY else "(your HAVN_API_KEY)"
-    secret = (settings.webhook_secret if settings.webhook_secret == havn_config.SANDBOX_WEBHOOK_SECRET
-              else "(your HAVN_WEBHOOK_SECRET)")
-    webhooks = _hide_password(settings.webhook_url) if settings.webhook_url else "(none)"
+    dev = (settings.api_key, settings.webhook_secret) == (havn_config.SANDBOX_API_KEY,
+                                                           havn_config.SANDBOX_WEBHOOK_SECRET)
+    key = settings.api_key if dev or generated else "(your HAVN_API_KEY)"
+    secret = settings.webhook_secret if dev or generated else "(your HAVN_WEBHOOK_SECRET)"
+    webhooks = hide_password(settings.webhook_url) if settings.webhook_url else "(none)"
     return "\n".join([
-        f"HAVN sandbox on {url}  (Ctrl-C to stop)",
-        f"  HAVN_BASE_URL={url}",
-        f"  HAVN_API_KEY={key}",
-        f"  HAVN_WEBHOOK_SECRET={secret}",
-        f"  database: {_hide_password(settings.database_uri)}   webhooks to: {webhooks}",
+        f"HAVN sandbox on {url}  (Ctrl-C to stop); point your app at it:",
+        f"  export HAVN_BASE_URL={public_url or url}",
+        f"  export HAVN_API_KEY={key}",
+        f"  export HAVN_WEBHOOK_SECRET={secret}",
+        f"  database: {settings.shown_database_uri}   webhooks to: {webhooks}",
     ])
 
 
-def run(host: str = "127.0.0.1", port: int = 8765, config: Optional[Mapping[str, Any]] = None) -> None:
-    """Serve a sandbox until Ctrl-C, printing its URL and the credentials to use."""
+def run(host: str = "127.0.0.1", port: int = 8765, config: Optional[Mapping[str, Any]] = None, *,
+        generated_credentials: bool = False) -> None:
+    """Serve a sandbox until Ctrl-C, printing its URL and the credentials to use.
+
+    ``generated_credentials``: the key and secret in ``config`` were made up for
+    this run, so printing them is safe (see :func:`banner`).
+    """
     from .app import create_app
+    from .state import get_state
 
     app = create_app(config)
-    state = app.extensions["havn_sandbox"]
+    state = get_state(app)
     try:
         server = _bind(host, port, app)
     except OSError:
         state.close()
         raise
-    shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    print(banner(f"http://{shown_host}:{server.port}", state.settings), flush=True)
+    url = local_url(host, server.port)
+    state.serve_at(url)
+    print(banner(url, state.settings, public_url=state.public_url, generated=generated_credentials), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -3,17 +3,28 @@
 Read once from a ``HAVN_*`` mapping (:meth:`SandboxSettings.from_mapping`);
 bad values raise :class:`flask_havn.errors.HAVNConfigError` naming the key and
 the fix. No Flask here.
+
+Every setting also takes a string, so it can come from the environment:
+exchange rates as ``HAVN_EXCHANGE_RATES`` takes them (a JSON object or
+``"IDR=0.0000633,EUR=1.08"``), rate limits and faults as a JSON object
+(``'{"login": 5}'``, ``'{"rates": {"500": 0.1}}'``), commission levels as
+``"5,3,2,1,1"``, numbers as digits.
 """
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 from .. import config
-from ..currency import SUPPORTED_CURRENCIES, parse_rate
-from ..errors import HAVNConfigError, HAVNValidationError
+from ..currency import parse_rate_table
+from ..errors import HAVNConfigError
+from .hosts import hostname
 
 __all__ = [
     "DEFAULT_EXCHANGE_RATES",
@@ -21,7 +32,13 @@ __all__ = [
     "DEFAULT_RATE_LIMITS",
     "RATE_LIMITED_ENDPOINTS",
     "SandboxSettings",
+    "environ_config",
+    "hide_password",
+    "ENVIRON_PREFIX",
 ]
+
+#: Prefix of the sandbox's own keys, the ones an embedding app or a command takes from the environment.
+ENVIRON_PREFIX = "HAVN_SANDBOX_"
 
 #: USD value of ONE MAJOR UNIT of each accepted currency (decimal strings; late-2026-ish values).
 DEFAULT_EXCHANGE_RATES: Dict[str, str] = {
@@ -79,6 +96,11 @@ DEFAULT_RATE_LIMITS: Dict[str, int] = {
 _MAX_LEVELS = 20
 
 
+def hide_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part (if any) shown as ``***``."""
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
 # -- parsers: each takes a raw value and returns the normalised one or raises ValueError ----------
 
 
@@ -100,6 +122,36 @@ def _database_uri(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError('must be an SQLAlchemy URL such as "sqlite://" or "sqlite:////tmp/havn.db"')
     return value.strip()
+
+
+def _public_url(value: Any) -> Optional[str]:
+    text = _optional_str(value)
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError('must be the absolute http(s) URL the sandbox is reached at, e.g. "http://127.0.0.1:8765"')
+    return text.rstrip("/")
+
+
+def _hosts(value: Any) -> Tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, (Mapping, bytes)) or not hasattr(items, "__iter__"):
+        raise ValueError('give host names, as a list or comma-separated: "havn-sandbox, sandbox.test"')
+    names = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a host name")
+        if not item.strip():
+            continue
+        try:  # a bare address ("::1" is no "host:port")
+            name: Optional[str] = str(ipaddress.ip_address(item.strip().strip("[]")))
+        except ValueError:
+            name = hostname(item)
+        if name is None or name == "*":
+            raise ValueError(f"{item.strip()!r} is not a host name (no wildcards)")
+        names.append(name)
+    return tuple(names)
 
 
 def _percent(raw: Any) -> Decimal:
@@ -127,28 +179,26 @@ def _commission_levels(value: Any) -> Tuple[Decimal, ...]:
 
 
 def _rates(value: Any) -> Mapping[str, Decimal]:
-    if not isinstance(value, Mapping):
-        raise ValueError('give a dict such as {"IDR": "0.0000633"} (USD per one major unit)')
     merged: Dict[str, Decimal] = {code: Decimal(rate) for code, rate in DEFAULT_EXCHANGE_RATES.items()}
-    for code, raw in value.items():
-        key = str(code).strip().upper()
-        if key not in SUPPORTED_CURRENCIES:
-            raise ValueError(f"{code!r} is not a currency HAVN supports")
-        try:
-            rate = parse_rate(raw, field=key)
-        except HAVNValidationError as exc:
-            raise ValueError(f"{key}: {exc.reason} (e.g. \"0.0000633\")") from None
-        if key == "USD" and rate != 1:
-            raise ValueError("the USD rate is always 1")
-        merged[key] = rate
+    merged.update(parse_rate_table(value))
     return MappingProxyType(merged)
 
 
-def _limits(value: Any) -> Mapping[str, int]:
+def _json_object(value: Any, example: str) -> Any:
+    """A mapping as given, or the JSON object a string holds (the environment's form)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"is not a JSON object such as {example}") from None
     if not isinstance(value, Mapping):
-        raise ValueError('give a dict such as {"login": 20} (requests per minute)')
+        raise ValueError(f"give a dict or a JSON object string such as {example}")
+    return value
+
+
+def _limits(value: Any) -> Mapping[str, int]:
     merged = dict(DEFAULT_RATE_LIMITS)
-    for name, raw in value.items():
+    for name, raw in _json_object(value, '{"login": 20}').items():
         if name not in RATE_LIMITED_ENDPOINTS:
             raise ValueError(f"{name!r} is not one of {', '.join(RATE_LIMITED_ENDPOINTS)}")
         merged[name] = _positive_int(raw)
@@ -181,12 +231,19 @@ def _factor(value: Any) -> float:
     return number
 
 
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number of seconds")
+    number = float(value)
+    if not 0 <= number < float("inf"):
+        raise ValueError("must be a finite number of seconds, 0 or more")
+    return number
+
+
 def _faults(value: Any) -> Optional[Mapping[str, Any]]:
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise ValueError("must be a dict fault spec (see flask_havn.sandbox.faults)")
-    return MappingProxyType(dict(value))
+    return MappingProxyType(dict(_json_object(value, '{"rates": {"500": 0.1}} (see flask_havn.sandbox.faults)')))
 
 
 @dataclass(frozen=True)
@@ -217,6 +274,26 @@ class SandboxSettings:
     faults: Optional[Mapping[str, Any]] = None
     #: Seconds a login token stays redeemable.
     login_token_ttl: int = 300
+    #: The URL the sandbox's own links use (login ``redirect_url``); ``None``: the in-process
+    #: address, or the server's own ``http://127.0.0.1:<port>`` once it serves over HTTP.
+    public_url: Optional[str] = None
+    #: Host names answered besides loopback ones and the public URL's (DNS-rebinding guard).
+    allowed_hosts: Tuple[str, ...] = ()
+    #: Seconds the sandbox, when it closes (at the latest at process exit), spends delivering queued events.
+    drain_timeout: float = 10.0
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={self._shown(f.name)!r}" for f in fields(self) if f.name not in _SECRET_FIELDS)
+        return f"SandboxSettings({shown})"
+
+    def _shown(self, name: str) -> Any:
+        value = getattr(self, name)
+        return hide_password(value) if name in _URL_FIELDS and isinstance(value, str) else value
+
+    @property
+    def shown_database_uri(self) -> str:
+        """The database URI with any password hidden (for banners and messages)."""
+        return hide_password(self.database_uri)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -245,6 +322,8 @@ class SandboxSettings:
 
 
 _SECRET_FIELDS = ("api_key", "webhook_secret")
+#: URLs that may carry a ``user:password@`` part: shown with the password hidden.
+_URL_FIELDS = ("database_uri", "webhook_url", "public_url")
 
 _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "api_key": _secret,
@@ -259,6 +338,9 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "delivery_schedule_factor": _factor,
     "faults": _faults,
     "login_token_ttl": _positive_int,
+    "public_url": _public_url,
+    "allowed_hosts": _hosts,
+    "drain_timeout": _seconds,
 }
 
 #: Settings field -> configuration key.
@@ -275,4 +357,12 @@ _KEYS: Dict[str, str] = {
     "delivery_schedule_factor": "HAVN_SANDBOX_DELIVERY_SCHEDULE_FACTOR",
     "faults": "HAVN_SANDBOX_FAULTS",
     "login_token_ttl": "HAVN_SANDBOX_LOGIN_TOKEN_TTL",
+    "public_url": "HAVN_SANDBOX_PUBLIC_URL",
+    "allowed_hosts": "HAVN_SANDBOX_ALLOWED_HOSTS",
+    "drain_timeout": "HAVN_SANDBOX_DRAIN_TIMEOUT",
 }
+
+
+def environ_config(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The ``HAVN_SANDBOX_*`` variables of ``environ`` (their string forms are parsed by the settings)."""
+    return {key: value for key, value in environ.items() if key.startswith(ENVIRON_PREFIX)}

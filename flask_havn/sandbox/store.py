@@ -5,6 +5,12 @@
 restarts. Every row has an integer ``seq`` assigned as ``max(seq) + 1`` inside the
 writing transaction, so ids are derived from stored rows: a restart never re-issues
 one, and a rolled-back (test-mode) call leaves no gap in the stored sequence.
+
+A SQLite file may be shared by several processes (a web process and a
+``flask havn …`` command embedding the same sandbox): it runs in WAL mode, every
+transaction starts with ``BEGIN IMMEDIATE`` (so two processes never both read
+``max(seq)`` and then race to write) and waits up to :data:`BUSY_TIMEOUT` seconds
+for the other's write lock; creating and rebuilding the schema are transactions too.
 """
 from __future__ import annotations
 
@@ -23,7 +29,9 @@ __all__ = [
     "CommissionRow",
     "VoucherRow",
     "LoginTokenRow",
+    "RateRow",
     "Store",
+    "BUSY_TIMEOUT",
     "next_seq",
 ]
 
@@ -154,6 +162,18 @@ class LoginTokenRow(Base):
 
 
 
+class RateRow(Base):
+    """An exchange rate changed through the control routes (or a seed); it overrides the configured one."""
+
+    __tablename__ = "havn_sandbox_rates"
+    code: Mapped[str] = mapped_column(String(3), primary_key=True)
+    #: USD per one major unit, as a plain decimal string.
+    rate: Mapped[str] = mapped_column(String(64))
+
+
+#: Seconds a transaction waits for another process's write lock on a shared SQLite file.
+BUSY_TIMEOUT = 30.0
+
 
 def next_seq(session: Session, model: Type[Base]) -> int:
     """The next ``seq`` of ``model``'s table: one past the highest stored (or pending) row."""
@@ -166,20 +186,28 @@ def _make_engine(uri: str) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url)
     in_memory = url.database in (None, "", ":memory:")
-    kwargs: dict = {"connect_args": {"check_same_thread": False}}
+    kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT}}
     if in_memory:
         kwargs["poolclass"] = StaticPool
     engine = create_engine(url, **kwargs)
 
     # pysqlite's own transaction handling breaks SAVEPOINT and defers BEGIN; let
-    # SQLAlchemy emit BEGIN itself (the recipe from SQLAlchemy's SQLite dialect docs).
+    # SQLAlchemy emit BEGIN itself (the recipe from SQLAlchemy's SQLite dialect docs),
+    # as BEGIN IMMEDIATE: the write lock is taken first, or waited for, never upgraded.
     @event.listens_for(engine, "connect")
-    def _no_pysqlite_transactions(dbapi_connection: Any, _record: Any) -> None:
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        if not in_memory:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; no fsync per commit
+            finally:
+                cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -189,16 +217,18 @@ class Store:
 
     def __init__(self, database_uri: str) -> None:
         self.engine = _make_engine(database_uri)
-        Base.metadata.create_all(self.engine)
+        with self.engine.begin() as connection:  # one transaction: another process may be creating them too
+            Base.metadata.create_all(connection)
 
     def session(self) -> Session:
         """A new session; the caller commits or rolls back (test mode) and closes it."""
         return Session(self.engine, expire_on_commit=False, autoflush=True)
 
     def rebuild(self) -> None:
-        """Drop every sandbox table and create them again, empty."""
-        Base.metadata.drop_all(self.engine)
-        Base.metadata.create_all(self.engine)
+        """Drop every sandbox table and create them again, empty (one transaction)."""
+        with self.engine.begin() as connection:
+            Base.metadata.drop_all(connection)
+            Base.metadata.create_all(connection)
 
     def close(self) -> None:
         """Dispose of the engine and its connections."""

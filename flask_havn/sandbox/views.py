@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from ..signing import verify_api_signature
-from .app import SandboxState, get_state
+from .state import SandboxState, get_state
 from .backend import Outcome
 from .errors import SandboxError, bad_request
 
@@ -49,7 +49,12 @@ def _rate_limit_headers(response: Response) -> Response:
     return response
 
 
-def _answer(status: int, body: Dict[str, Any]) -> Response:
+def _answer(status: int, body: Optional[Dict[str, Any]]) -> Response:
+    """``body`` as JSON; ``None``: no body and no ``Content-Type`` (HAVN answers some calls by status alone)."""
+    if body is None:
+        response = Response(b"", status=status)
+        del response.headers["Content-Type"]
+        return response
     response = jsonify(body)
     response.status_code = status
     return response
@@ -147,7 +152,7 @@ def user_sync() -> Response:
 
 @api.post("/voucher/validate")
 def validate_voucher() -> Response:
-    """Say whether a HAVN voucher can be used (status code is the answer)."""
+    """Say whether a HAVN voucher can be used: 200 with no body when it can (the status is the answer)."""
     return _handle("voucher_validate", lambda state, payload, test_mode: state.backend.validate_voucher(
         payload, test_mode=test_mode))
 
@@ -162,10 +167,9 @@ def list_vouchers() -> Response:
 
 @api.post("/login")
 def login() -> Response:
-    """Mint a single-use SSO token; its ``redirect_url`` points at this sandbox's ``/login``."""
-    frontend_url = request.host_url.rstrip("/")
+    """Mint a single-use SSO token; its ``redirect_url`` is this sandbox's ``/login`` at its public URL."""
     return _handle("login", lambda state, payload, test_mode: state.backend.login(
-        payload, frontend_url=frontend_url, test_mode=test_mode))
+        payload, frontend_url=state.public_url, test_mode=test_mode))
 
 
 @frontend.get("/login")

@@ -232,8 +232,8 @@ def check_promo(ctx: Ctx, row: VoucherRow, *, customer_type: str, purchase_usd_c
                             f"{customer_type}", field="promo_code")
 
 
-def validate_voucher(ctx: Ctx, payload: Mapping[str, Any]) -> Dict[str, Any]:
-    """``POST /voucher/validate``: 404 unknown, 400 unusable, 422 amount refused, else the voucher."""
+def validate_voucher(ctx: Ctx, payload: Mapping[str, Any]) -> VoucherRow:
+    """``POST /voucher/validate``: 404 unknown, 400 unusable, 422 amount refused, else the usable voucher."""
     code = payload.get("voucher_code")
     if not isinstance(code, str) or not code.strip() or len(code) > 100:
         raise bad_request("voucher_code is required: a voucher code of at most 100 characters",
@@ -258,7 +258,7 @@ def validate_voucher(ctx: Ctx, payload: Mapping[str, Any]) -> Dict[str, Any]:
         if row.max_purchase is not None and in_voucher > row.max_purchase:
             raise unprocessable(f"amount {in_voucher} {row.currency} minor units is above the voucher's "
                                 f"max_purchase of {row.max_purchase}", field="amount")
-    return {"success": True, "valid": True, "message": "Voucher is valid", "voucher": voucher_dict(ctx, row)}
+    return row
 
 
 # -- GET /vouchers --------------------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""Every benchmark in bench/ runs at a tiny size, so none rots (figures are checked for shape, never for speed)."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import bench_bulk, bench_client, bench_transport, bench_webhooks  # noqa: E402
+
+
+def _seconds(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def test_transactions_send_benchmark_runs(capsys):
+    figures = bench_client.measure(number=2, rounds=1)
+    expected = {"ours", "raw"} | ({"sdk"} if bench_client.SDK_PATH.is_dir() else set())
+    assert set(figures) == expected
+    assert all(_seconds(v) for v in figures.values())
+    bench_client.print_figures(figures)
+    lines = capsys.readouterr().out.splitlines()
+    assert "raw Session.post" in lines[0] and "goal ≤ 1.05" in lines[0]
+    assert len(lines) == 2 and ("official SDK" in lines[1] or "skipped" in lines[1])
+
+
+def test_a_missing_official_sdk_is_skipped_not_a_crash(capsys):
+    bench_client.print_figures({"ours": 1e-4, "raw": 2e-4})
+    assert "official SDK: skipped" in capsys.readouterr().out.splitlines()[1]
+
+
+def test_the_wire_request_a_baseline_replays_is_ours():
+    body, headers = bench_client.wire_request("http://havn.invalid")
+    assert body.startswith(b'{"amount":8000,"currency":"USD"')
+    assert headers["Idempotency-Key"].startswith("txn-") and len(headers["X-Signature"]) == 64
+
+
+def test_bulk_sync_benchmark_runs(capsys):
+    count = 2 * bench_bulk.BATCH
+    figures = bench_bulk.measure(count, rounds=1)
+    for answer in ("fixed", "full"):
+        assert set(figures[answer]) == {"list", "stream", "list_read", "raw", "raw_decoded"}
+        assert all(_seconds(v) for v in figures[answer].values())
+    assert set(figures["memory"]) == {"list", "stream", "raw_keep_all", "raw_keep_none"}
+    assert all(v > 0 for v in figures["memory"].values())
+    capsys.readouterr()  # drop anything measuring printed
+    bench_bulk.print_figures(count, figures)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 8 and sum("goal ≤ 1.15" in line for line in lines) == 2
+    assert "2 raw posts" in lines[0] and "peak memory" in lines[-1]
+
+
+def test_sandbox_size_answer_is_a_real_sandbox_answer():
+    import json
+
+    answer = json.loads(bench_bulk.sandbox_answer(3))
+    assert answer["summary"]["total"] == 3 and len(answer["results"]) == 3
+    assert {"user", "associate", "referral_code"} <= set(answer["results"][0])
+
+
+@pytest.mark.parametrize("module", [bench_transport, bench_webhooks])
+def test_older_benchmarks_still_run(module, capsys):
+    ours, baseline = module.run(quick=True)
+    assert _seconds(ours) and _seconds(baseline)
+    assert "ratio" in capsys.readouterr().out
