@@ -65,14 +65,19 @@ def queued(engine: str, host: Any) -> List[int]:
     return queued_payment_ids(engine, str(REDIS_URL), host.queue_name)
 
 
+def with_project(queued_host: Any, engine: str, **config: Any) -> Tuple[Any, int]:
+    """A queued host and the id of a synced project that has an upline (the guide's project B)."""
+    host = queued_host(engine, **config)
+    return host, synced_chain(host)[2]
+
+
 # -- after the commit, never before --------------------------------------------------------------------------
 
 
 @needs_redis
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_payment_whose_transaction_rolls_back_enqueues_nothing(queued_host: Any, engine: str) -> None:
-    host = queued_host(engine)
-    _, _, b_id, _ = synced_chain(host)
+    host, b_id = with_project(queued_host, engine)
     with host.app.app_context():
         session = host.db.session
         payment = _payment(host, b_id, "pi_rolled_back")
@@ -114,8 +119,7 @@ def test_a_payment_whose_transaction_rolls_back_enqueues_nothing(queued_host: An
 @needs_redis
 @pytest.mark.parametrize("engine", ENGINES)
 def test_complete_and_retry_enqueue_too(queued_host: Any, engine: str) -> None:
-    host = queued_host(engine)
-    _, _, b_id, _ = synced_chain(host)
+    host, b_id = with_project(queued_host, engine)
     with host.app.app_context():
         waiting = host.havn.payments.record(b_id, 1500, customer_email="e@example.com", status="pending")
         assert queued(engine, host) == []  # not completed: nothing to deliver
@@ -234,8 +238,7 @@ def test_what_a_task_does_after_each_outcome(make_host: Any) -> None:
 
 @needs_redis
 def test_the_sweep_enqueues_what_has_been_due_too_long_once_the_queue_is_idle(queued_host: Any) -> None:
-    host = queued_host("rq", HAVN_QUEUE_SWEEP_GRACE=60, HAVN_DELIVERY_LEASE=200)
-    _, _, b_id, _ = synced_chain(host)
+    host, b_id = with_project(queued_host, "rq", HAVN_QUEUE_SWEEP_GRACE=60, HAVN_DELIVERY_LEASE=200)
     with host.app.app_context():
         Payment = host.havn.models.Payment
         session = host.db.session
@@ -273,6 +276,9 @@ def test_the_sweep_enqueues_what_has_been_due_too_long_once_the_queue_is_idle(qu
         result = host.app.test_cli_runner().invoke(args=["havn", "sweep", "--force"])
         assert result.exit_code == 0, result.output
         assert "Enqueued 0 due payment(s)" in result.output  # just marked: within the grace period
+        status = host.app.test_cli_runner().invoke(args=["havn", "status"])
+        assert status.exit_code == 0, status.output
+        assert f"queue: rq {host.queue_name!r}, 5 task(s) waiting to start" in status.output
 
 
 # -- set-up errors --------------------------------------------------------------------------------------------

@@ -12,9 +12,28 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..errors import HAVNConfigError
+from ..outbox.schedule import QUEUED
+from ..state import HAVNState
 from .common import fail, require_state
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "echo_queue"]
+
+
+def echo_queue(state: HAVNState) -> None:
+    """``flask havn status``'s last line with ``celery``/``rq`` delivery: how many tasks wait in the queue."""
+    mode = state.config.delivery
+    if mode not in QUEUED:
+        return
+    queue = state.queue
+    if queue is None:
+        click.echo(f"queue: {mode}, none bound to this app (call havn.init_celery(celery_app, app))")
+        return
+    try:
+        waiting = queue.waiting()
+    except Exception as exc:  # the broker's own errors vary by engine
+        click.echo(f"queue: {queue.engine} {queue.name!r} unreachable ({type(exc).__name__}: {exc})")
+        return
+    click.echo(f"queue: {queue.engine} {queue.name!r}, {waiting} task(s) waiting to start")
 
 
 @click.command("rq-worker")

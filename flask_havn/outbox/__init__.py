@@ -113,10 +113,15 @@ class Outbox:
         return sweep(self._state, self._queue(), now=now, limit=limit, force=force)
 
     def _queue(self) -> TaskQueue:
+        """The app's task queue, or a :class:`HAVNConfigError` saying how to get one."""
+        mode = self._state.config.delivery
+        if mode not in QUEUED:
+            raise HAVNConfigError(f"HAVN_DELIVERY is {mode!r}: there is no task queue to sweep or enqueue on "
+                                  '(set HAVN_DELIVERY = "celery" or "rq"; `flask havn deliver` sends every due payment)')
         queue = self._state.queue
         if queue is None:
             raise HAVNConfigError(
-                f"HAVN_DELIVERY = {self._state.config.delivery!r} but no task queue is bound to this app: call "
+                f"HAVN_DELIVERY = {mode!r} but no task queue is bound to this app: call "
                 "havn.init_celery(celery_app, app) in your app factory (see \"Scaling out\" in the README)")
         return queue
 

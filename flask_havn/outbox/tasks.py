@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, List, Optional
 
 import sqlalchemy as sa
 
-from ..errors import HAVNRecordNotFoundError
 from ..models import utcnow
-from .attempt import Attempt
-from .claims import CLAIMABLE, due, lease_seconds
+from .attempt import Attempt, attempt
+from .claims import CLAIMABLE, claim, due, lease_seconds, new_worker_id
 from .schedule import TaskQueue, send
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,15 +55,22 @@ _MARK_BATCH = 500
 def run_task(state: "HAVNState", payment_id: int, *, now: Optional[datetime] = None) -> Optional[float]:
     """One queue task for ``payment_id``: the delivery attempt, then seconds until it should run again (``None``: done).
 
+    The attempt is the worker pass's own: claim the id, then send and record
+    (:func:`~flask_havn.outbox.claims.claim`, :func:`~flask_havn.outbox.attempt.attempt`).
     An unknown id (its transaction never committed, or the row was deleted)
     is logged and ends the task.
     """
-    try:
-        done = state.outbox.attempt(payment_id, now=now)
-    except HAVNRecordNotFoundError:
-        logger.warning("delivery task for payment %s: no such payment (deleted, or its transaction never "
-                       "committed); nothing to do", payment_id)
-        return None
+    worker_id = new_worker_id()
+    if claim(state, payment_id, worker_id=worker_id, now=now):
+        done = attempt(state, payment_id, worker_id, now=now)
+    else:
+        Payment = state.models.Payment  # type: ignore[union-attr]
+        row = state.session.get(Payment, payment_id, populate_existing=True)
+        if row is None:
+            logger.warning("delivery task for payment %s: no such payment (deleted, or its transaction never "
+                           "committed); nothing to do", payment_id)
+            return None
+        done = Attempt(payment=row, state=None)
     return next_run(state, done, now=now)
 
 
@@ -142,7 +148,7 @@ def sweep(state: "HAVNState", queue: TaskQueue, *, now: Optional[datetime] = Non
     return len(enqueued)
 
 
-def _quiet(state: "HAVNState", now: datetime) -> object:
+def _quiet(state: "HAVNState", now: datetime) -> "sa.ColumnElement[bool]":
     """SQL condition: neither recorded, claimed, retried nor swept within the sweep's grace period."""
     Payment = state.models.Payment  # type: ignore[union-attr]
     before = now - timedelta(seconds=state.config.queue_sweep_grace)
