@@ -30,7 +30,7 @@ from .receivers import connect_receivers
 __all__ = ["create_app", "db", "havn"]
 
 #: ShopEasy's own pages (flask_havn's JSON routes under /havn answer errors as JSON, not as a page).
-_PAGES = ("projects", "payments", "network", "activity", "sandbox_tools")
+_PAGES = ("projects", "payments", "network", "activity", "sandbox_tools", "operator", "referrals")
 
 
 def create_app(config: Optional[Mapping[str, Any]] = None, *, instance_path: Optional[str] = None) -> Flask:
@@ -45,17 +45,21 @@ def create_app(config: Optional[Mapping[str, Any]] = None, *, instance_path: Opt
     )
     if not os.environ.get("HAVN_API_KEY"):
         app.config["HAVN_SANDBOX"] = True
+    # Referral links: ?ref=&vc= is kept in a signed cookie until sign-up (views/referrals.py).
+    app.config.update(HAVN_CAPTURE_REFERRALS=True, HAVN_SANDBOX_PUBLIC_REDIRECT_SLUG="shopeasy")
     app.config.update(config or {})
 
     db.init_app(app)
-    # ShopEasy's pages call havn's services directly, so it registers no @havn.authorize:
-    # flask_havn's JSON routes under /havn stay closed (403), as they should without a login.
+    # ShopEasy's pages call havn's services directly. Its @havn.authorize lets only a signed-in
+    # operator (views/operator.py) through, to the console at /admin and to the JSON routes under /havn;
+    # everyone else gets 403 there, as they should without a login.
     havn.init_app(app, db=db)
     # Every POST needs the form's csrf_token(); flask_havn exempts its webhook endpoint (HAVN signs
     # its events instead), whichever of the two extensions is set up first.
     csrf.init_app(app)
     connect_receivers(app)
     _register_pages(app)
+    _mount_console(app)
 
     with app.app_context():
         from . import models  # noqa: F401  (declares ShopEasy's table before create_all)
@@ -64,17 +68,27 @@ def create_app(config: Optional[Mapping[str, Any]] = None, *, instance_path: Opt
     return app
 
 
-def _register_pages(app: Flask) -> None:
-    from .views import activity, network, payments, projects, sandbox
+def _mount_console(app: Flask) -> None:
+    """The HAVN operator console at /admin (Flask-Admin, the ``admin`` extra; Python 3.10+)."""
+    try:
+        import flask_admin  # noqa: F401
+    except ImportError:  # pragma: no cover - the example and test extras install it on 3.10+
+        return
+    havn.init_admin(app=app, url="/admin", name="ShopEasy admin")
 
-    for blueprint in (projects.bp, payments.bp, network.bp, activity.bp, sandbox.bp):
+
+def _register_pages(app: Flask) -> None:
+    from .views import activity, network, operator, payments, projects, referrals, sandbox
+
+    havn.authorize(operator.is_operator)
+    for blueprint in (projects.bp, payments.bp, network.bp, activity.bp, sandbox.bp, operator.bp, referrals.bp):
         app.register_blueprint(blueprint)
     app.add_template_filter(format_money, "money")
 
     @app.context_processor
     def _havn_settings() -> Dict[str, Any]:
         settings = havn.config
-        return {"havn_sandbox": settings.sandbox, "havn_test_mode": settings.test_mode,
+        return {"havn_console": "havn_dashboard" in app.blueprints, "havn_sandbox": settings.sandbox, "havn_test_mode": settings.test_mode,
                 "havn_base_url": settings.base_url, "havn_conversion": settings.currency_conversion}
 
     @app.context_processor

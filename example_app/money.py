@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from decimal import Decimal, DecimalException, InvalidOperation
-from typing import Optional
 
+from flask_havn.admin.display import format_money
 from flask_havn.currency import SUPPORTED_CURRENCIES, minor_units
 
 __all__ = ["CURRENCIES", "parse_amount", "format_money"]
@@ -38,13 +38,3 @@ def parse_amount(text: str, currency: str) -> int:
         return int(value.scaleb(places))
     except DecimalException:  # not reachable within the bounds above; never a 500 at checkout
         raise ValueError(f"{text.strip()[:20]!r} is not an amount; enter an amount like 100.00.") from None
-
-
-def format_money(minor: Optional[int], currency: Optional[str] = "USD") -> str:
-    """``10000, "USD"`` → ``"100.00 USD"``; ``None`` → ``"—"``."""
-    if minor is None:
-        return "—"
-    code = currency or "USD"
-    places = minor_units(code)
-    major = Decimal(int(minor)).scaleb(-places)
-    return f"{major:,.{places}f} {code}"

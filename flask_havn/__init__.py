@@ -21,6 +21,7 @@ __all__ = [
     "HAVN",
     "HAVNClient",
     "current_havn",
+    "current_referral",
     "HAVNError",
     "HAVNConfigError",
     "HAVNValidationError",
@@ -36,14 +37,14 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import HAVNClient
-    from .extension import HAVN, current_havn
+    from .extension import HAVN, current_havn, current_referral
 
 
 def __getattr__(name: str) -> object:
     # HAVN, current_havn and HAVNClient load Flask, SQLAlchemy and requests; they are
     # imported on first use so that the pytest plugin (flask_havn.testing), loaded
     # into every pytest run of a host, costs nothing until a fixture is used.
-    if name in ("HAVN", "current_havn"):
+    if name in ("HAVN", "current_havn", "current_referral"):
         from . import extension
 
         return getattr(extension, name)

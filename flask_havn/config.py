@@ -27,6 +27,9 @@ from .errors import HAVNConfigError
 
 __all__ = ["HAVNConfig", "HAVNConfigWarning", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
 
+#: Where every key is documented (named by the errors and warnings about an unknown one).
+CONFIGURATION_DOCS = "https://flask-havn.readthedocs.io/en/latest/configuration.html"
+
 #: Development credentials of the embedded sandbox (public on purpose: never use them for real).
 SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
@@ -140,6 +143,14 @@ def _no_rates() -> Mapping[str, Decimal]:
     return MappingProxyType({})
 
 
+def _name(value: Any, what: str) -> str:
+    """A query parameter or cookie name: letters, digits, ``_`` and ``-`` (1 to 64)."""
+    text = str(value).strip()
+    if not (1 <= len(text) <= 64 and all(c.isascii() and (c.isalnum() or c in "_-") for c in text)):
+        raise ValueError(f"must be {what} (letters, digits, _ and -)")
+    return text
+
+
 def _secrets(value: Any) -> Tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     return tuple(str(item).strip() for item in items if str(item).strip())
@@ -206,6 +217,21 @@ class HAVNConfig:
     #: ``HAVN_EXCHANGE_RATES`` — client mode's rates: currency → USD per ONE MAJOR UNIT, as decimal
     #: strings or ``Decimal`` (``{"IDR": "0.0000633"}``; floats are refused).
     exchange_rates: Mapping[str, Decimal] = field(default_factory=_no_rates, hash=False)
+    # -- public referral links (see flask_havn.referrals) --
+    #: ``HAVN_CAPTURE_REFERRALS`` — keep ``?ref=&vc=`` of any GET in a signed first-party cookie.
+    capture_referrals: bool = False
+    #: ``HAVN_REFERRAL_MAX_AGE`` — seconds a captured referral stays valid (the attribution window).
+    referral_max_age: int = 30 * 86400
+    #: ``HAVN_REFERRAL_POLICY`` — ``"last"`` (a newer link replaces the captured one) or ``"first"``.
+    referral_policy: str = "last"
+    #: ``HAVN_REFERRAL_CODE_PARAM`` — the query parameter carrying the referral code.
+    referral_code_param: str = "ref"
+    #: ``HAVN_REFERRAL_VOUCHER_PARAM`` — the query parameter carrying the voucher.
+    referral_voucher_param: str = "vc"
+    #: ``HAVN_REFERRAL_COOKIE`` — the cookie's name.
+    referral_cookie: str = "havn_referral"
+    #: ``HAVN_REFERRAL_SECRET`` — the cookie's signing key (default: the app's ``SECRET_KEY``).
+    referral_secret: Optional[str] = field(default=None, repr=False)
 
     @classmethod
     def from_app_config(
@@ -216,14 +242,15 @@ class HAVNConfig:
         env = os.environ if environ is None else environ
         opts = dict(options or {})
         values: Dict[str, Any] = {}
+        sources: Dict[str, str] = {}
         for f in fields(cls):
             key = "HAVN_" + f.name.upper()
             if key in config:
-                raw = config[key]
+                raw, sources[f.name] = config[key], "app.config"
             elif f.name in opts:
-                raw = opts[f.name]
+                raw, sources[f.name] = opts[f.name], "the HAVN(...) options"
             elif key in env:
-                raw = env[key]
+                raw, sources[f.name] = env[key], "the environment"
             else:
                 continue
             opts.pop(f.name, None)
@@ -233,8 +260,10 @@ class HAVNConfig:
                 shown = "<hidden>" if f.name in _SECRET_FIELDS else repr(raw)
                 raise HAVNConfigError(f"{key} = {shown} is invalid ({exc}); fix it in app.config or the environment") from None
         if opts:
-            raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; see the configuration table in the README")
+            raise HAVNConfigError(f"unknown HAVN option(s): {', '.join(sorted(opts))}; every option is listed at "
+                                  f"{CONFIGURATION_DOCS}")
         _warn_unknown_keys(config)
+        _refuse_a_base_url_the_sandbox_hides(values, sources)
         _check_lease(values)
         return cls(**values)
 
@@ -256,7 +285,7 @@ class HAVNConfig:
                 )
 
 
-_SECRET_FIELDS = ("api_key", "webhook_secret", "webhook_secrets", "rq_url")
+_SECRET_FIELDS = ("api_key", "webhook_secret", "webhook_secrets", "referral_secret", "rq_url")
 
 _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "api_key": _optional_str,
@@ -284,6 +313,13 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "webhook_max_bytes": _int_range(1024, 64 * 1024 * 1024),
     "currency_conversion": _choice("server", "client"),
     "exchange_rates": _rate_table,
+    "capture_referrals": _bool,
+    "referral_max_age": _int_range(60, 400 * 86400),
+    "referral_policy": _choice("first", "last"),
+    "referral_code_param": lambda v: _name(v, "a query parameter name such as ref"),
+    "referral_voucher_param": lambda v: _name(v, "a query parameter name such as vc"),
+    "referral_cookie": lambda v: _name(v, "a cookie name such as havn_referral"),
+    "referral_secret": _optional_str,
 }
 
 #: Default of every key, by its ``HAVN_*`` name (for docs and ``app.config.setdefault``).
@@ -294,6 +330,24 @@ def _default(f: Any) -> Any:
 
 DEFAULTS: Dict[str, Any] = {"HAVN_" + f.name.upper(): _default(f) for f in fields(HAVNConfig)}
 _FIELD_DEFAULTS: Dict[str, Any] = {f.name: _default(f) for f in fields(HAVNConfig)}
+
+
+def _refuse_a_base_url_the_sandbox_hides(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """``HAVN_SANDBOX`` on with a ``HAVN_BASE_URL`` of one's own is a mistake: say so instead of ignoring the URL.
+
+    The embedded sandbox answers in-process, so the URL would silently lose and
+    the app would talk to an empty sandbox of its own (a test pointed at the
+    ``havn_sandbox`` fixture would read nothing). The embedded sandbox's own
+    URL, which ``init_app`` writes back into ``app.config``, is not a conflict.
+    """
+    url = values.get("base_url")
+    if not values.get("sandbox") or url is None or url == SANDBOX_BASE_URL:
+        return
+    raise HAVNConfigError(
+        f"HAVN_SANDBOX is on (from {sources['sandbox']}), so the app would talk to its embedded, in-process "
+        f"sandbox and ignore HAVN_BASE_URL = {url!r} (from {sources['base_url']}). To talk to the server at that "
+        "URL (HAVN, or a sandbox such as the havn_sandbox test fixture), set HAVN_SANDBOX = False and give its "
+        "HAVN_API_KEY and HAVN_WEBHOOK_SECRET; to use the embedded sandbox, remove HAVN_BASE_URL.")
 
 
 #: ``HAVN_*`` keys that belong to others: the embedded sandbox's own settings, and the test suite's.
@@ -329,4 +383,4 @@ def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
         if (isinstance(key, str) and key.startswith("HAVN_") and key not in known
                 and not key.startswith(_FOREIGN_PREFIXES)):
             warnings.warn(f"app.config[{key!r}] is not a flask_havn setting and is ignored; check the spelling "
-                          "against the configuration table in the README", HAVNConfigWarning, stacklevel=4)
+                          f"against {CONFIGURATION_DOCS}", HAVNConfigWarning, stacklevel=4)

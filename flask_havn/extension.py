@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from flask import Flask, current_app, g, has_app_context
+from flask import Flask, current_app, g, has_app_context, has_request_context
 from werkzeug.local import LocalProxy
 
 from .client import HAVNClient
@@ -26,9 +26,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .outbox import Outbox
     from .payments import Payments
     from .projects import Projects
+    from .referrals import Referral, Referrals, ReferralAttachment, VoucherCheck
     from .results import BulkSyncResult
+    from .rows import PaymentRow, ProjectRow
 
-__all__ = ["HAVN", "HAVNState", "current_havn", "get_state"]
+__all__ = ["HAVN", "HAVNState", "current_havn", "current_referral", "get_state"]
 
 _CLIENT_KEY = "_havn_client"
 #: Where the embedded sandbox reaches the host app in-process (never resolved by DNS).
@@ -122,6 +124,7 @@ class HAVN:
             attach(state)  # HAVN_DELIVERY "celery"/"rq": the extra, the commit hooks, RQ's queue
         app.extensions[EXTENSION_KEY] = state
         app.teardown_appcontext(_release_client)
+        _register_referral_capture(app, state)
         if with_routes:
             from .views import register_routes
             from .webhooks import register_webhooks
@@ -224,46 +227,84 @@ class HAVN:
         self._callbacks.rate_provider = callback
         return callback
 
+    def init_admin(self, admin: Any = None, *, app: Optional[Flask] = None, url: str = "/havn-admin",
+                   name: str = "HAVN", authorize: Optional[Callable[[], bool]] = None) -> Any:
+        """Add the operator console (Flask-Admin views, category "HAVN") to ``admin``; return the ``Admin``.
+
+        Without ``admin`` a new ``flask_admin.Admin`` is created at ``url``.
+        Access is deny-by-default: ``authorize`` if given, else the
+        :meth:`authorize` callback. Needs the ``admin`` extra (``pip install
+        "flask-havn[admin]"``; :class:`HAVNConfigError` names it when missing).
+        See :func:`flask_havn.admin.init_admin`.
+        """
+        from .admin import init_admin
+
+        return init_admin(admin, app=app, url=url, name=name, authorize=authorize)
+
+    # -- referral links (flask_havn.referrals) -----------------------------------
+
+    @property
+    def referrals(self) -> "Referrals":
+        """The current app's :class:`~flask_havn.referrals.Referrals` (capture, attach, vouchers)."""
+        return get_state().referrals  # type: ignore[return-value]
+
+    def capture_referrals(self) -> None:
+        """Capture ``?ref=&vc=`` on every GET of every app this extension serves (``HAVN_CAPTURE_REFERRALS``).
+
+        The cookie is signed with ``HAVN_REFERRAL_SECRET`` or ``app.secret_key``;
+        with neither, the first capture raises :class:`HAVNConfigError`.
+        """
+        self._callbacks.capture_referrals = True
+
+    def attach_referral(self, project: Any, referral: Any = None) -> "ReferralAttachment":
+        """``havn.referrals.attach(…)``: the captured link's code becomes the project's upline."""
+        return self.referrals.attach(project, referral)
+
+    def validate_voucher(self, code: str, amount: Optional[int] = None,
+                         currency: Optional[str] = None) -> "VoucherCheck":
+        """``havn.referrals.validate_voucher(…)``: HAVN's answer on a voucher, for a checkout page."""
+        return self.referrals.validate_voucher(code, amount, currency)
+
     # -- the 0.1 names, kept: each is one call of a service ----------------------
 
-    def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> Any:
-        """``havn.projects.create(…)``."""
+    def create_project(self, name: str, upline_referral_code: Optional[str] = None) -> "ProjectRow":
+        """Create a project: :meth:`havn.projects.create <flask_havn.projects.Projects.create>`."""
         return self.projects.create(name, upline_referral_code)
 
-    def get_project(self, project: Any) -> Any:
-        """``havn.projects.get(…)``."""
+    def get_project(self, project: Any) -> "ProjectRow":
+        """The project for a row or an id: :meth:`havn.projects.get <flask_havn.projects.Projects.get>`."""
         return self.projects.get(project)
 
-    def downline_projects(self, project: Any) -> List[Any]:
-        """``havn.projects.downline(…)``."""
+    def downline_projects(self, project: Any) -> List["ProjectRow"]:
+        """The projects it referred: :meth:`havn.projects.downline <flask_havn.projects.Projects.downline>`."""
         return self.projects.downline(project)
 
-    def sync_owner(self, project: Any, email: str, name: str) -> Any:
-        """``havn.projects.sync_owner(…)``."""
+    def sync_owner(self, project: Any, email: str, name: str) -> "ProjectRow":
+        """Sync the owner, get the code: :meth:`havn.projects.sync_owner <flask_havn.projects.Projects.sync_owner>`."""
         return self.projects.sync_owner(project, email, name)
 
     def sync_members(self, project: Any, users: Sequence[Mapping[str, Any]], **kwargs: Any) -> "BulkSyncResult":
-        """``havn.projects.sync_members(…)``."""
+        """Sync the team: :meth:`havn.projects.sync_members <flask_havn.projects.Projects.sync_members>`."""
         return self.projects.sync_members(project, users, **kwargs)
 
-    def record_payment(self, project: Any, amount: int, currency: str = "USD", **fields: Any) -> Any:
-        """``havn.payments.record(…)``."""
+    def record_payment(self, project: Any, amount: int, currency: str = "USD", **fields: Any) -> "PaymentRow":
+        """Record (and deliver) a payment: :meth:`havn.payments.record <flask_havn.payments.Payments.record>`."""
         return self.payments.record(project, amount, currency, **fields)
 
-    def get_payment(self, payment: Any) -> Any:
-        """``havn.payments.get(…)``."""
+    def get_payment(self, payment: Any) -> "PaymentRow":
+        """The payment for a row or an id: :meth:`havn.payments.get <flask_havn.payments.Payments.get>`."""
         return self.payments.get(payment)
 
-    def complete_payment(self, payment: Any) -> Any:
-        """``havn.payments.complete(…)``."""
+    def complete_payment(self, payment: Any) -> "PaymentRow":
+        """Mark completed and deliver: :meth:`havn.payments.complete <flask_havn.payments.Payments.complete>`."""
         return self.payments.complete(payment)
 
-    def retry_payment(self, payment: Any) -> Any:
-        """``havn.payments.retry(…)``."""
+    def retry_payment(self, payment: Any) -> "PaymentRow":
+        """Requeue a failed or dead one: :meth:`havn.payments.retry <flask_havn.payments.Payments.retry>`."""
         return self.payments.retry(payment)
 
-    def deliver_payment(self, payment: Any) -> Any:
-        """``havn.outbox.deliver(…)``."""
+    def deliver_payment(self, payment: Any) -> "PaymentRow":
+        """Send one payment now: :meth:`havn.outbox.deliver <flask_havn.outbox.Outbox.deliver>`."""
         return self.outbox.deliver(payment)
 
 
@@ -288,6 +329,22 @@ def _current_client() -> HAVNClient:
 def _release_client(exc: Optional[BaseException]) -> None:
     """Drop the request's client; the pooled transport below it stays open."""
     g.pop(_CLIENT_KEY, None)
+
+
+def _register_referral_capture(app: Flask, state: HAVNState) -> None:
+    """Give the state its :class:`~flask_havn.referrals.Referrals` and hook the capture into ``app``.
+
+    The hooks do nothing until capture is on (config or ``havn.capture_referrals()``).
+    With ``HAVN_CAPTURE_REFERRALS`` the signing key must already be there.
+    """
+    from .referrals import Referrals
+
+    if state.config.capture_referrals and not (state.config.referral_secret or app.secret_key):
+        raise HAVNConfigError("HAVN_CAPTURE_REFERRALS signs its cookie: set app.secret_key (SECRET_KEY) or "
+                              "HAVN_REFERRAL_SECRET before init_app")
+    state.referrals = Referrals(state)
+    app.before_request(state.referrals.before_request)
+    app.after_request(state.referrals.after_request)
 
 
 def _embed_sandbox(config: HAVNConfig, app_config: Mapping[str, Any], *, webhook_url: Optional[str],
@@ -326,4 +383,16 @@ def _deliver_sandbox_events_in_process(app: Flask, state: HAVNState) -> None:
 
 #: The current app's :class:`HAVNClient` (like ``current_user``): ``current_havn.transactions.send(…)``.
 current_havn: HAVNClient = LocalProxy(_current_client)  # type: ignore[assignment]
+
+
+def _current_referral() -> Optional["Referral"]:
+    if not has_request_context():
+        return None
+    referrals = get_state().referrals
+    return referrals.current() if referrals is not None else None
+
+
+#: What the current visitor's referral link left (a :class:`~flask_havn.referrals.Referral`: ``code``,
+#: ``voucher``, ``captured_at``), or ``None`` — see :meth:`flask_havn.referrals.Referrals.current`.
+current_referral: Optional["Referral"] = LocalProxy(_current_referral)  # type: ignore[assignment]
 

@@ -113,6 +113,11 @@ def _declare(db: Any) -> Models:
         sync_state = sa.Column(sa.String(20), nullable=False, default="pending")
         last_error = sa.Column(sa.Text, nullable=True)
         synced_at = sa.Column(sa.DateTime, nullable=True)
+        #: The HAVN voucher of the referral link this project came through (``havn.attach_referral``),
+        #: sent as ``promo_code`` with its first payment only.
+        referral_voucher_code = sa.Column(sa.String(100), nullable=True)
+        #: When the first payment used ``referral_voucher_code`` (``None``: not used yet).
+        referral_voucher_used_at = sa.Column(sa.DateTime, nullable=True)
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
         updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 

@@ -20,6 +20,8 @@ from .errors import HAVNConflictError, HAVNValidationError
 from .models import DELIVERY_STATES, PAYMENT_STATUSES, utcnow
 from .outbox.backlog import REQUEUED
 from .projects import commit, get_row
+from .rows import PaymentRow
+from .referrals import first_payment_voucher, use_referral_voucher
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import HAVNState
@@ -47,7 +49,7 @@ class Recorded(NamedTuple):
     and the existing payment is returned.
     """
 
-    payment: Any
+    payment: PaymentRow
     created: bool
 
 
@@ -84,13 +86,13 @@ class Payments:
 
     # -- reading -----------------------------------------------------------
 
-    def get(self, payment: Any) -> Any:
+    def get(self, payment: Any) -> PaymentRow:
         """The payment row for a row or an id; an unknown id raises :class:`HAVNRecordNotFoundError`."""
         return get_row(self._state, self._model, payment, "payment",
                        "record it first with havn.payments.record() or POST /payments")
 
     def list(self, *, delivery_state: Optional[str] = None, project: Any = None, limit: int = 100,
-             offset: int = 0) -> Tuple[List[Any], int]:
+             offset: int = 0) -> Tuple[List[PaymentRow], int]:
         """One page of payments, newest first, and how many match in all.
 
         ``delivery_state`` (``pending``, ``sent``, ``dead``…) and ``project`` (a
@@ -124,7 +126,7 @@ class Payments:
                status: str = "completed", invoice_id: Optional[str] = None, customer_id: Optional[str] = None,
                voucher_code: Optional[str] = None, transaction_type: Optional[str] = None,
                payment_gateway: Optional[str] = None, payment_gateway_transaction_id: Optional[str] = None,
-               custom_fields: Optional[Mapping[str, Any]] = None, subtotal: Optional[int] = None) -> Any:
+               custom_fields: Optional[Mapping[str, Any]] = None, subtotal: Optional[int] = None) -> PaymentRow:
         """Record a payment of ``project`` (the outbox row); a completed one is then delivered. The row.
 
         ``amount`` is integer minor units of ``currency`` after discount
@@ -177,11 +179,18 @@ class Payments:
         existing = self._by_gateway_id(values["payment_gateway_transaction_id"])
         if existing is None:
             values.update(self._conversion(values))
+            # Referral links: a project's first payment carries the voucher its link brought (once).
+            referred = first_payment_voucher(state, values["project_id"])
+            filled = referred is not None and values["voucher_code"] is None
+            if filled:
+                values["voucher_code"] = referred.referral_voucher_code
             payment = self._model(delivery_state="pending", attempts=0, **values)
             if payment.status == "completed":
                 payment.completed_at = utcnow()
             try:
                 with session.begin_nested():
+                    if referred is not None:
+                        use_referral_voucher(state, referred, payment if filled else None)
                     session.add(payment)
             except IntegrityError:
                 # Another request recorded the same gateway id first: only our insert was undone.
@@ -300,7 +309,7 @@ class Payments:
 
     # -- changing ----------------------------------------------------------
 
-    def complete(self, payment: Any) -> Any:
+    def complete(self, payment: Any) -> PaymentRow:
         """Mark a pending payment completed (its money arrived) and deliver it; idempotent."""
         state = self._state
         payment = self.get(payment)
@@ -315,7 +324,7 @@ class Payments:
             state.outbox.schedule(payment)
         return payment
 
-    def retry(self, payment: Any) -> Any:
+    def retry(self, payment: Any) -> PaymentRow:
         """Put a ``failed`` or ``dead`` payment back in line with a fresh attempt budget; deliver if inline.
 
         The reset is one conditional UPDATE (``WHERE delivery_state IN

@@ -19,6 +19,7 @@ from . import rules
 from .announce import announce
 from .errors import HAVNAPIError, HAVNConflictError, HAVNError, HAVNRecordNotFoundError, HAVNValidationError
 from .models import SYNC_STATES, utcnow
+from .rows import ProjectRow
 from .signals import members_synced, project_synced
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,12 +74,13 @@ class Projects:
 
     # -- reading -----------------------------------------------------------
 
-    def get(self, project: ProjectRef) -> Any:
+    def get(self, project: ProjectRef) -> ProjectRow:
         """The project row for a row or an id; an unknown id raises :class:`HAVNRecordNotFoundError`."""
         return get_row(self._state, self._models.Project, project, "project",
                        "create it first with havn.projects.create() or POST /projects")
 
-    def list(self, *, sync_state: Optional[str] = None, limit: int = 100, offset: int = 0) -> Tuple[List[Any], int]:
+    def list(self, *, sync_state: Optional[str] = None, limit: int = 100,
+             offset: int = 0) -> Tuple[List[ProjectRow], int]:
         """One page of projects, oldest first, and how many there are in all (``sync_state`` filters)."""
         Project = self._models.Project
         query = sa.select(Project)
@@ -91,7 +93,7 @@ class Projects:
         rows = session.execute(query.order_by(Project.id).offset(offset).limit(limit)).scalars().all()
         return list(rows), int(total)
 
-    def downline(self, project: ProjectRef) -> List[Any]:
+    def downline(self, project: ProjectRef) -> List[ProjectRow]:
         """The projects this project referred (their upline code is its referral code), oldest first."""
         project = self.get(project)
         if not project.referral_code:
@@ -101,7 +103,7 @@ class Projects:
 
     # -- writing -----------------------------------------------------------
 
-    def create(self, name: str, upline_referral_code: Optional[str] = None) -> Any:
+    def create(self, name: str, upline_referral_code: Optional[str] = None) -> ProjectRow:
         """Create a project; ``upline_referral_code`` is the code of the project that referred it.
 
         The code's format is checked here (3–50 characters, upper-cased); whether
@@ -116,7 +118,7 @@ class Projects:
         commit(self._state.session)
         return project
 
-    def sync_owner(self, project: ProjectRef, email: str, name: str) -> Any:
+    def sync_owner(self, project: ProjectRef, email: str, name: str) -> ProjectRow:
         """Sync the project's owner to HAVN; store and return the project with its referral code.
 
         The owner is synced with ``is_owner=True`` and the project's

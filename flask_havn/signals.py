@@ -29,6 +29,7 @@ __all__ = [
     "webhook_received",
     "commission_distributed",
     "conversion_failed",
+    "referral_attached",
 ]
 
 _signals = Namespace()
@@ -66,3 +67,8 @@ commission_distributed = _signals.signal("havn.commission-distributed")
 #: ``submitted_amount``, ``expected_amount`` — USD cents —, ``submitted_exchange_rate``,
 #: ``server_exchange_rate``; a value HAVN did not give is ``None``).
 conversion_failed = _signals.signal("havn.conversion-failed")
+
+#: A captured referral link was attached to a project (``havn.attach_referral``), after the commit.
+#: Sender: the app. Keyword arguments: ``project`` (its ``upline_referral_code`` is now ``referral.code``),
+#: ``referral`` (the :class:`~flask_havn.referrals.Referral`: ``code``, ``voucher``, ``captured_at``).
+referral_attached = _signals.signal("havn.referral-attached")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .outbox.schedule import TaskQueue
     from .payments import Payments
     from .projects import Projects
+    from .referrals import Referrals
     from .webhooks import WebhookReceiver
 
 __all__ = ["EXTENSION_KEY", "Callbacks", "HAVNState", "get_state"]
@@ -49,6 +50,8 @@ class Callbacks:
     authorize: Optional[Callable[[], bool]] = None
     #: Client-side conversion's rate source (``@havn.rate_provider``).
     rate_provider: Optional[RateProvider] = None
+    #: Capture ``?ref=&vc=`` on every app of the extension (``havn.capture_referrals()``).
+    capture_referrals: bool = False
 
 
 @dataclass
@@ -68,6 +71,8 @@ class HAVNState:
     sandbox_delivery_session: Optional["requests.Session"] = field(default=None, repr=False)
     #: The webhook endpoint's logic (``None`` without routes).
     receiver: Optional["WebhookReceiver"] = field(default=None, repr=False)
+    #: Referral links: capture, attach, voucher checks (set by ``init_app``).
+    referrals: Optional["Referrals"] = field(default=None, repr=False)
     #: The task queue payments are delivered through (``HAVN_DELIVERY`` ``"celery"``/``"rq"``), else ``None``.
     queue: Optional["TaskQueue"] = field(default=None, repr=False)
     _services: Optional[Tuple["Projects", "Payments", "Outbox"]] = field(default=None, repr=False)

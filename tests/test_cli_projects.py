@@ -21,7 +21,8 @@ def _run(host: Any, *args: str) -> Any:
     return host.app.test_cli_runner().invoke(args=["havn", *args])
 
 
-@pytest.mark.parametrize("command", ["init-db", "sync-project", "sync-members", "deliver", "status"])
+@pytest.mark.parametrize("command", ["init-db", "create-project", "projects", "sync-project", "sync-members",
+                                     "payments", "deliver", "status"])
 def test_every_command_has_help(make_host: Any, command: str) -> None:
     result = _run(make_host(), command, "--help")
     assert result.exit_code == 0
@@ -76,19 +77,23 @@ def test_sync_members_from_csv(make_host: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content, message", [
-    ("mail,fullname\nx@y.example,X\n", "email and name"),
-    ("email,name\n", "no member rows"),
-    ("email,name\ngood@t.example,Good\nbad-address,Bad\n", "users[1].email"),
+    (b"mail,fullname\nx@y.example,X\n", "team.csv has a header line without the columns email and name"),
+    (b"email,name\n", "team.csv has no members"),
+    (b"\xff\xfeemail,name\n\x00a@b.example,A\n", "team.csv is not UTF-8 text; save it as CSV (UTF-8)"),
+    (b'email,name\n"a@b.example,A\n', "team.csv is not valid CSV"),
 ])
-def test_sync_members_refuses_bad_csv(make_host: Any, tmp_path: Path, content: str, message: str) -> None:
+def test_sync_members_refuses_an_unreadable_file_with_one_error_line(make_host: Any, tmp_path: Path, content: bytes,
+                                                                      message: str) -> None:
     host = make_host()
     a_id, _, _, _ = synced_chain(host)
     csv_file = tmp_path / "team.csv"
-    csv_file.write_text(content, encoding="utf-8")
+    csv_file.write_bytes(content)
     users_before = dump(sandbox_of(host))["counts"]["users"]
     result = _run(host, "sync-members", str(a_id), str(csv_file))
     assert result.exit_code == 1
-    assert message in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert result.output.splitlines()[-1].startswith(f"Error: {tmp_path / message}")
+    assert "Traceback" not in result.output
     assert dump(sandbox_of(host))["counts"]["users"] == users_before
 
 
@@ -138,15 +143,89 @@ def test_sync_members_names_the_csv_lines_havn_refused_despite_blank_lines(make_
                        "line 10: reject2@team.example: User is inactive in HAVN"]
 
 
-def test_sync_members_names_the_csv_line_of_an_invalid_row(make_host: Any, tmp_path: Path) -> None:
+def test_sync_members_syncs_the_good_rows_and_names_the_line_of_each_bad_one(make_host: Any, tmp_path: Path) -> None:
+    host = make_host()
+    a_id, a_code, _, _ = synced_chain(host)
+    csv_file = tmp_path / "team.csv"
+    csv_file.write_text("email,name\n\ngood@t.example,Good\n\n\nbad-address,Bad\n,Nameless\n"
+                        "alice@alpha.example,Alice\nGOOD@t.example,Twice\nfine@t.example,Fine\n", encoding="utf-8")
+    result = _run(host, "sync-members", str(a_id), str(csv_file))
+    assert result.exit_code == 1
+    assert f"2 synced, 0 failed (of 2); linked to {a_code}" in result.output
+    assert [line.strip() for line in result.output.splitlines() if line.startswith("  line ")] == [
+        "line 6: bad-address: email must be a valid email address like name@example.com",
+        "line 7: (no email): email must be a valid email address like name@example.com",
+        "line 8: alice@alpha.example: is the project's owner (synced as owner, not as a team member)",
+        "line 9: GOOD@t.example: listed twice (also line 3)",
+    ]
+    assert result.output.splitlines()[-1] == (f"Error: 4 of 6 rows of {csv_file} were not synced (listed above); "
+                                              "fix them and run the command again with those rows")
+    partners = sorted(u["email"] for u in dump(sandbox_of(host))["users"] if u["email"].endswith("@t.example"))
+    assert partners == ["fine@t.example", "good@t.example"]
+
+
+def test_sync_members_reads_a_file_without_header(make_host: Any, tmp_path: Path) -> None:
     host = make_host()
     a_id, _, _, _ = synced_chain(host)
     csv_file = tmp_path / "team.csv"
-    csv_file.write_text("email,name\n\ngood@t.example,Good\n\n\nbad-address,Bad\n,Nameless\n", encoding="utf-8")
+    csv_file.write_text('ann@t.example,"Ann, Jr."\nben@t.example,Ben\n', encoding="utf-8")
     result = _run(host, "sync-members", str(a_id), str(csv_file))
-    assert result.exit_code == 1
-    assert "line 6: users[1].email: must be a valid email address" in result.output
-    assert "line 7: users[2].email: must be a valid email address" in result.output
+    assert result.exit_code == 0, result.output
+    with host.app.app_context():
+        members = host.havn.get_project(a_id).members
+        assert sorted((m.email, m.name, m.sync_state) for m in members if m.role == "partner") == [
+            ("ann@t.example", "Ann, Jr.", "synced"), ("ben@t.example", "Ben", "synced")]
+
+
+def test_create_project_then_list_projects(make_host: Any) -> None:
+    host = make_host()
+    created = _run(host, "create-project", "  Acme  ")
+    assert created.exit_code == 0, created.output
+    assert created.output.strip() == ("Project 1 (Acme) created. Next: flask havn sync-project 1 "
+                                      "--email OWNER_EMAIL --name OWNER_NAME")
+    synced = _run(host, "sync-project", "1", "--email", "ada@acme.example", "--name", "Ada Lee")
+    assert synced.exit_code == 0, synced.output
+    referred = _run(host, "create-project", "Bolt", "--upline", "havn-al-001")
+    assert referred.exit_code == 0, referred.output
+    assert "Project 2 (Bolt) created, referred by HAVN-AL-001." in referred.output
+    bad = _run(host, "create-project", "", "--upline", "x")
+    assert bad.exit_code == 1 and "name:" in bad.output and "upline_referral_code:" in bad.output
+
+    listed = _run(host, "projects").output.splitlines()
+    assert [line.split() for line in listed] == [
+        ["1", "synced", "HAVN-AL-001", "-", "Acme"],
+        ["2", "pending", "-", "HAVN-AL-001", "Bolt"],
+        ["1–2", "of", "2", "projects"],
+    ]
+    pending = _run(host, "projects", "--sync-state", "pending").output.splitlines()
+    assert pending[0].split()[:2] == ["2", "pending"] and pending[-1] == "1–1 of 1 projects"
+    assert _run(host, "projects", "--offset", "5").output.strip() == "No projects here (2 in all)."
+    assert _run(host, "projects", "--sync-state", "bogus").exit_code == 2
+    assert _run(host, "projects", "--limit", "0").exit_code == 2
+
+
+def test_payments_lists_newest_first_filtered_by_state_and_project(make_host: Any) -> None:
+    host = make_host({"HAVN_DELIVERY": "worker"})
+    assert _run(host, "payments").output.strip() == "No payments yet."
+    a_id, _, b_id, _ = synced_chain(host)
+    record_many(host, b_id, 3)
+    record_many(host, a_id, 1, prefix="a-pay")
+    with host.app.app_context():
+        host.havn.deliver_payment(1)
+
+    listed = _run(host, "payments").output.splitlines()
+    assert [line.split()[0] for line in listed[:-1]] == ["4", "3", "2", "1"]
+    assert listed[-1] == "1–4 of 4 payments"
+    first = listed[-2].split()
+    assert first[:6] == ["1", "project", str(b_id), "1000", "USD", "sent"]
+    assert first[7] != "-"  # HAVN's transaction id
+    pending_of_b = _run(host, "payments", "--state", "pending", "--project", str(b_id), "--limit", "1")
+    assert pending_of_b.exit_code == 0, pending_of_b.output
+    assert [line.split()[0] for line in pending_of_b.output.splitlines()] == ["3", "1–1"]
+    assert pending_of_b.output.splitlines()[-1] == "1–1 of 2 payments"
+    unknown = _run(host, "payments", "--project", "99")
+    assert unknown.exit_code == 1 and "no project with id 99" in unknown.output
+    assert _run(host, "payments", "--state", "lost").exit_code == 2
 
 
 def test_deliver_once_status_and_retry_dead(make_host: Any) -> None:

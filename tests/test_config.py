@@ -20,6 +20,9 @@ def test_defaults_match_the_documented_table():
         "HAVN_WEBHOOK_PATH": "/webhooks",
         "HAVN_WEBHOOK_SECRETS": (), "HAVN_WEBHOOK_TOLERANCE": 300, "HAVN_WEBHOOK_MAX_BYTES": 262144,
         "HAVN_CURRENCY_CONVERSION": "server", "HAVN_EXCHANGE_RATES": {},
+        "HAVN_CAPTURE_REFERRALS": False, "HAVN_REFERRAL_MAX_AGE": 2592000, "HAVN_REFERRAL_POLICY": "last",
+        "HAVN_REFERRAL_CODE_PARAM": "ref", "HAVN_REFERRAL_VOUCHER_PARAM": "vc", "HAVN_REFERRAL_COOKIE": "havn_referral",
+        "HAVN_REFERRAL_SECRET": None,
     }
 
 

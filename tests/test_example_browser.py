@@ -54,7 +54,10 @@ def serve_shopeasy(tmp_path: Path) -> Iterator[Callable[..., str]]:
         thread = threading.Thread(target=server.serve_forever, name="shopeasy", daemon=True)
         thread.start()
         running.append((app, server, thread))
+        start.apps.append(app)  # type: ignore[attr-defined]
         return f"http://127.0.0.1:{server.server_port}"
+
+    start.apps = []  # type: ignore[attr-defined]  # the apps started, for a test that prepares rows in-process
 
     try:
         yield start
@@ -293,3 +296,47 @@ def test_an_idr_payment_converted_by_shopeasy_fails_when_havn_moved_its_rate(ser
     assert len(browser.find_elements(me.By.CSS_SELECTOR, "#failure-feed li")) == 1
     assert not browser.find_elements(me.By.CSS_SELECTOR, "#commission-feed li")
     me.screenshot("07-idr-failure-in-activity")
+
+
+def test_a_shared_referral_link_signs_up_a_referred_project_whose_first_checkout_gets_the_voucher(
+        serve_shopeasy: Callable[..., str], browser: Any) -> None:
+    me = Person(browser, serve_shopeasy())
+    me.open("/")
+    code_a = _create_and_sync(me, "Acme Analytics", "ann@acme.example", "Ann Acme")
+
+    # A's page: the share box, then a welcome voucher on the link.
+    assert me.find("#share-url").get_attribute("value").endswith(f"/havn-link/r/shopeasy?ref={code_a}")
+    me.follow("#make-voucher", to="projects.show")
+    voucher = code_a + "-WELCOME"
+    assert me.find("#share-url").get_attribute("value").endswith(f"?ref={code_a}&vc={voucher}")
+
+    # A visitor follows the link: HAVN (the sandbox) redirects to ShopEasy's sign-up, which keeps ref and vc.
+    me.follow("#share-link", to="referrals.signup")
+    assert f"You were invited by Acme Analytics {code_a}" in me.text("#invitation")
+    assert me.text("#invitation-voucher") == voucher
+    me.screenshot("08-referral-landing")
+    me.fill("#project_name", "Bolt Bikes")
+    me.fill("#owner-email", "bo@bolt.example")
+    me.fill("#owner-name", "Bo Bolt")
+    me.follow("#sign-up", to="projects.show")
+    assert f"referred by {code_a}" in me.flash()
+    assert f"Referred by Acme Analytics {code_a}" in me.text(".lead")
+    assert me.driver.get_cookie("havn_referral") is None
+
+    # First checkout: the voucher's discount is offered; HAVN records REFERRAL_VOUCHER.
+    me.follow("#checkout-link", to="payments.checkout")
+    assert "20% off" in me.text("#referral-voucher")
+    assert me.find("#voucher_code").get_attribute("value") == voucher
+    me.fill("#amount", "100.00")
+    me.screenshot("09-referral-first-checkout")
+    me.follow("#pay", to="payments.show")
+    assert me.text("#acquisition-method") == "REFERRAL_VOUCHER"
+    assert me.text("#payment-amount") == "80.00 USD" and me.text("#payment-subtotal") == "100.00 USD"
+
+    # Second checkout: no voucher any more.
+    me.open("/checkout?project=2")
+    assert not browser.find_elements(me.By.CSS_SELECTOR, "#referral-voucher")
+    assert me.find("#voucher_code").get_attribute("value") == ""
+    me.fill("#amount", "100.00")
+    me.follow("#pay", to="payments.show")
+    assert me.text("#acquisition-method") == "REFERRAL"

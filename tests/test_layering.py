@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
 PACKAGE = Path(__file__).resolve().parent.parent / "flask_havn"
-SHARED = {"flask_havn._version", "flask_havn.errors", "flask_havn.signing", "flask_havn.currency",
+SHARED = {"flask_havn._version", "flask_havn._deadline", "flask_havn.errors", "flask_havn.signing", "flask_havn.currency",
           "flask_havn.rules", "flask_havn.results", "flask_havn.transport", "flask_havn.client",
           "flask_havn.config", "flask_havn.models", "flask_havn.redact"}
 #: The part of the shared layer the sandbox may use (it is HAVN's server side: no client, no host models).

@@ -6,7 +6,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template
 
 from ..extensions import db, havn
-from ..network import NODE_HEIGHT, NODE_WIDTH, Layout, earnings_by_code, layout_network
+from flask_havn.admin.network import NODE_HEIGHT, NODE_WIDTH, Layout, earnings_by_code, layout_network
 
 __all__ = ["bp", "current_layout"]
 

@@ -12,6 +12,7 @@ from flask_havn import HAVNConfigError, HAVNError, HAVNValidationError
 from ..extensions import db, havn
 from ..forms import field_errors, get_row
 from ..money import CURRENCIES, parse_amount
+from .referrals import first_payment_offer, voucher_discount
 
 __all__ = ["bp", "RETRYABLE"]
 
@@ -33,18 +34,25 @@ def _owner_email(project: Any) -> str:
     return owner.email if owner is not None else ""
 
 
-def _render_checkout(form: Dict[str, str], errors: Dict[str, str], status: int = 200) -> Any:
+def _render_checkout(form: Dict[str, str], errors: Dict[str, str], status: int = 200,
+                     offer: Optional[Dict[str, str]] = None) -> Any:
     return render_template("checkout.html", projects=_projects(), currencies=CURRENCIES, form=form,
-                           errors=errors), status
+                           errors=errors, offer=offer), status
 
 
 @bp.get("/checkout")
 def checkout() -> Any:
     """The checkout form (``?project=ID`` chooses who pays)."""
     project = get_row(db.session, havn.models.Project, request.args.get("project", ""))
+    # A project that came through a referral link gets its voucher on the first payment (views/referrals.py).
+    voucher = first_payment_offer(project)
+    offer = None
+    if voucher is not None:
+        found = voucher_discount(voucher, 10000, "USD")
+        offer = {"code": voucher, "label": found[1] if found else "a discount"}
     form = {"project_id": str(project.id) if project else "", "amount": "", "currency": "USD",
-            "voucher_code": "", "customer_email": _owner_email(project)}
-    return _render_checkout(form, {})
+            "voucher_code": voucher or "", "customer_email": _owner_email(project)}
+    return _render_checkout(form, {}, offer=offer)
 
 
 def _check_voucher(code: str, amount: int, currency: str, project: Any) -> Optional[str]:
@@ -89,10 +97,15 @@ def pay() -> Any:
     if errors:
         return _render_checkout(form, errors, 400)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    subtotal = None
+    discount = voucher_discount(form["voucher_code"], amount, currency) if form["voucher_code"].upper().startswith(
+        "HAVN-") else None
+    if discount is not None and discount[0] > 0:  # the customer pays less; HAVN gets both amounts
+        subtotal, amount = amount, amount - discount[0]
     try:
         payment = havn.record_payment(
             project, amount, currency, customer_email=form["customer_email"], status="pending",
-            voucher_code=form["voucher_code"] or None, transaction_type="SUBSCRIPTION",
+            voucher_code=form["voucher_code"] or None, transaction_type="SUBSCRIPTION", subtotal=subtotal,
             invoice_id=f"SE-{stamp}-{secrets.token_hex(4).upper()}",
         )
     except HAVNValidationError as exc:

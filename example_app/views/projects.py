@@ -5,10 +5,10 @@ from typing import Any, Dict, List, Optional
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from flask_havn import HAVNError, HAVNValidationError
+from flask_havn import HAVNError, HAVNValidationError, members_csv
 
 from ..extensions import db, havn
-from ..forms import MAX_TEAM_BYTES, TeamRow, field_errors, get_row, parse_team
+from ..forms import MAX_TEAM_BYTES, MAX_TEAM_ROWS, field_errors, get_row
 
 __all__ = ["bp"]
 
@@ -55,7 +55,7 @@ def _owner(project: Any) -> Optional[Any]:
 
 def _render_show(project: Any, *, owner_form: Optional[Dict[str, str]] = None,
                  owner_errors: Optional[Dict[str, str]] = None, team_text: str = "",
-                 team_errors: Optional[Dict[str, str]] = None, team_rows: Optional[List[TeamRow]] = None,
+                 team_errors: Optional[Dict[str, str]] = None, team_rows: Optional[List[members_csv.MemberRow]] = None,
                  status: int = 200) -> Any:
     owner = _owner(project)
     if owner_form is None:
@@ -101,78 +101,36 @@ def sync_owner(project_id: int) -> Any:
 
 @bp.post("/projects/<int:project_id>/team")
 def import_team(project_id: int) -> Any:
-    """Import the team (pasted ``email,name`` lines or an uploaded CSV file); a result per row."""
+    """Import the team (pasted ``email,name`` lines or an uploaded CSV file); a result per row.
+
+    flask_havn's :mod:`~flask_havn.members_csv` reads and syncs it, as ``flask havn
+    sync-members`` does: the good rows are synced, each bad one says why.
+    """
     project = _project_or_404(project_id)
     text = request.form.get("lines", "")
     upload = request.files.get("file")
-    if upload is not None and upload.filename:
-        limit = current_app.config.get("SHOPEASY_TEAM_MAX_BYTES", MAX_TEAM_BYTES)
-        data = upload.read(limit + 1)
-        if len(data) > limit:
-            return _render_show(project, team_errors={"file": f"The file is larger than {limit:,} bytes; split it."},
-                                status=400)
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            return _render_show(project, team_errors={"file": "The file is not UTF-8 text; save it as CSV (UTF-8)."},
-                                status=400)
-    if not project.referral_code:
-        return _render_show(project, team_text=text, team_errors={
-            "lines": "Sync the owner first: team members are linked to the project's referral code."}, status=400)
-    rows, problem = parse_team(text)
-    if problem:
-        return _render_show(project, team_text=text, team_errors={"lines": problem}, status=400)
-    owner = _owner(project)
-    for row in rows:
-        if row.error is None and owner is not None and row.email.lower() == owner.email_key:
-            row.error, row.result = "is the project's owner (synced with the owner form)", "not sent"
-    good = [row for row in rows if row.error is None]
-    if good:
-        try:
-            havn.sync_members(project, [{"email": r.email, "name": r.name} for r in good])
-        except HAVNValidationError as exc:
-            for message_field, message in field_errors(exc).items():
-                _mark_row(good, message_field, message)
-            for row in good:
-                if row.result == "pending":
-                    row.error, row.result = "not sent: fix the rows marked above and import again", "not sent"
-        except HAVNError as exc:
-            db.session.rollback()
-            flash(f"HAVN did not sync the whole team: {exc.message}", "error")
-        _read_results(project, good)
-    synced = sum(1 for row in rows if row.result == "synced")
+    try:
+        if upload is not None and upload.filename:
+            limit = current_app.config.get("SHOPEASY_TEAM_MAX_BYTES", MAX_TEAM_BYTES)
+            data = upload.read(limit + 1)
+            if len(data) > limit:
+                return _render_show(project, team_errors={"file": f"The file is larger than {limit:,} bytes; "
+                                                                  "split it."}, status=400)
+            text = members_csv.decode(data)
+        if not project.referral_code:
+            return _render_show(project, team_text=text, team_errors={
+                "lines": "Sync the owner first: team members are linked to the project's referral code."},
+                status=400)
+        rows = members_csv.parse(text, max_rows=MAX_TEAM_ROWS)
+    except HAVNValidationError as exc:
+        uploaded = upload is not None and bool(upload.filename)
+        where, what = ("file", "The file") if uploaded else ("lines", "The list")
+        return _render_show(project, team_text=text, team_errors={where: f"{what} {exc.reason}"}, status=400)
+    try:
+        members_csv.sync(havn.projects, project, rows)
+    except HAVNError as exc:
+        db.session.rollback()
+        flash(f"HAVN did not sync the whole team: {exc.message}", "error")
+    synced = sum(1 for row in rows if row.result == members_csv.SYNCED)
     status = 200 if synced else 400
     return _render_show(project, team_text="" if synced == len(rows) else text, team_rows=rows, status=status)
-
-
-def _read_results(project: Any, rows: List[TeamRow]) -> None:
-    """Each row's outcome, as flask_havn recorded it on the member (``synced`` or ``failed`` + HAVN's reason)."""
-    db.session.expire_all()
-    members = {m.email_key: m for m in project.members}
-    for row in rows:
-        if row.result != "pending":
-            continue
-        member = members.get(row.email.lower())
-        if member is None:
-            row.error, row.result = "not sent", "not sent"
-        elif member.sync_state == "synced":
-            row.result = "synced"
-        else:
-            row.result = member.sync_state
-            row.error = member.last_error or "HAVN did not sync this person"
-
-
-def _mark_row(rows: List[TeamRow], field: str, message: str) -> None:
-    """Put a ``users[3].email``-style error on the 4th row sent."""
-    if field.startswith("users[") and "]" in field:
-        try:
-            index = int(field[len("users["):field.index("]")])
-        except ValueError:
-            index = -1
-        if 0 <= index < len(rows):
-            rows[index].error, rows[index].result = f"{field.split('.', 1)[-1]} {message}", "not sent"
-            return
-    for row in rows:
-        if row.result == "pending":
-            row.error, row.result = message, "not sent"
-            return

@@ -1,26 +1,29 @@
 """``flask havn`` commands for projects, members and payment delivery (thin wrappers over the services).
 
     flask havn init-db                              create the havn_* tables
+    flask havn create-project NAME [--upline CODE]  create a project
+    flask havn projects [--sync-state S]            list projects (--limit, --offset)
     flask havn sync-project ID --email --name       sync a project's owner → its referral code
     flask havn sync-members ID FILE.csv             sync a team (CSV with email,name columns)
+    flask havn payments [--state S] [--project ID]  list payments, newest first (--limit, --offset)
     flask havn deliver [--once] [--concurrency N] [--retry-dead]
     flask havn status                               payments by delivery state, oldest pending
 """
 from __future__ import annotations
 
-import csv
-import io
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import click
 from flask.cli import with_appcontext
 
+from .. import members_csv
 from ..errors import HAVNError, HAVNValidationError
+from ..models import DELIVERY_STATES, SYNC_STATES
 from .common import ID, fail, require_state
 from .queues import echo_queue
 
-__all__ = ["COMMANDS", "read_members_csv"]
+__all__ = ["COMMANDS"]
 
 
 @click.command("init-db")
@@ -54,66 +57,123 @@ def sync_project_command(project_id: int, email: str, name: str) -> None:
     click.echo(f"Project {project.id} ({project.name}) synced: referral code {project.referral_code}")
 
 
-def read_members_csv(text: str) -> List[Dict[str, str]]:
-    """Rows of a members CSV: a header naming ``email`` and ``name`` (any case); other columns ignored."""
-    return [row for _line, row in _read_members(text)]
-
-
-def _read_members(text: str) -> List[Tuple[int, Dict[str, str]]]:
-    """:func:`read_members_csv` with each row's line in the file (blank lines skipped, still counted)."""
-    reader = csv.DictReader(io.StringIO(text))
-    fields = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
-    missing = [key for key in ("email", "name") if key not in fields]
-    if missing:
-        raise HAVNValidationError("csv", f"the header must name the columns email and name (missing: "
-                                  f"{', '.join(missing)}); e.g. first line: email,name")
-    rows = []
-    for row in reader:
-        email = (row.get(fields["email"]) or "").strip()
-        name = (row.get(fields["name"]) or "").strip()
-        if not email and not name:
-            continue  # blank line
-        rows.append((reader.line_num, {"email": email, "name": name}))
-    if not rows:
-        raise HAVNValidationError("csv", "has no member rows below the header")
-    return rows
-
-
 @click.command("sync-members")
 @with_appcontext
 @click.argument("project_id", type=ID)
-@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("csv_file", type=click.File("rb"))
 def sync_members_command(project_id: int, csv_file: Any) -> None:
-    """Sync the team in CSV_FILE (columns email,name) as partners of project PROJECT_ID.
+    """Sync the team in CSV_FILE as partners of project PROJECT_ID.
 
-    Members go in batches of HAVN_BULK_MAX_SIZE; members HAVN refused are
-    listed, and the command then exits with status 1.
+    CSV_FILE is UTF-8 CSV: a header line naming the columns email and name
+    (other columns are ignored), or email,name on every line. Members go in
+    batches of HAVN_BULK_MAX_SIZE. The good rows are synced even when some
+    are not; each row that was not (a bad address, listed twice, refused by
+    HAVN) is listed with its line, and the command then exits with status 1.
     """
     state = require_state()
+    filename = click.format_filename(csv_file.name)
     try:
-        numbered = _read_members(csv_file.read())
+        rows = members_csv.parse(members_csv.decode(csv_file.read()))
     except HAVNValidationError as exc:
-        raise fail(exc) from None
-    lines = [line for line, _row in numbered]
-    users = [row for _line, row in numbered]
+        raise click.ClickException(f"{filename} {exc.reason}") from None
+    sendable = sum(1 for row in rows if row.error is None)
     batch_size = state.config.bulk_max_size
-    with click.progressbar(length=len(users), label=f"Syncing {len(users)} members") as bar:
-        def on_batch(number: int, total: int, result: Any) -> None:
-            done = min(number * batch_size, len(users)) - min((number - 1) * batch_size, len(users))
-            bar.update(done)
+    result = None
+    with click.progressbar(length=sendable, label=f"Syncing {sendable} members") as bar:
+        def on_batch(number: int, total: int, batch: Any) -> None:
+            bar.update(min(number * batch_size, sendable) - min((number - 1) * batch_size, sendable))
 
         try:
-            result = state.projects.sync_members(project_id, users, on_batch=on_batch)
+            result = members_csv.sync(state.projects, project_id, rows, on_batch=on_batch)
         except HAVNError as exc:
-            raise fail(exc, lines) from None
-    click.echo(f"{result.summary.success} synced, {result.summary.errors} failed "
-               f"(of {result.summary.total}); linked to {result.referral_code}")
-    for error in result.errors:
-        index = error.get("index")
-        line = lines[index] if isinstance(index, int) and 0 <= index < len(lines) else "?"
-        click.echo(f"  line {line}: {error.get('email')}: {error.get('error')}", err=True)
-    if result.errors:
-        raise SystemExit(1)
+            _report_rows(rows)
+            raise fail(exc) from None
+    if result is not None:
+        click.echo(f"{result.summary.success} synced, {result.summary.errors} failed "
+                   f"(of {result.summary.total}); linked to {result.referral_code}")
+    not_synced = _report_rows(rows)
+    if not_synced:
+        raise click.ClickException(f"{not_synced} of {len(rows)} rows of {filename} were not synced "
+                                   "(listed above); fix them and run the command again with those rows")
+
+
+def _report_rows(rows: List[members_csv.MemberRow]) -> int:
+    """List each row that is not synced (with its line) on stderr; how many there are."""
+    missed = [row for row in rows if row.result != members_csv.SYNCED]
+    for row in missed:
+        click.echo(f"  line {row.line}: {row.email or '(no email)'}: {row.error or row.result}", err=True)
+    return len(missed)
+
+
+@click.command("create-project")
+@with_appcontext
+@click.argument("name")
+@click.option("--upline", "upline", metavar="CODE", default=None,
+              help="The referral code of the project that referred this one (its upline).")
+def create_project_command(name: str, upline: Optional[str]) -> None:
+    """Create a project called NAME (then sync its owner with sync-project to get its referral code)."""
+    state = require_state()
+    try:
+        project = state.projects.create(name, upline_referral_code=upline)
+    except HAVNError as exc:
+        raise fail(exc) from None
+    referred = f", referred by {project.upline_referral_code}" if project.upline_referral_code else ""
+    click.echo(f"Project {project.id} ({project.name}) created{referred}. Next: flask havn sync-project "
+               f"{project.id} --email OWNER_EMAIL --name OWNER_NAME")
+
+
+_PAGE_OPTIONS = (
+    click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 500),
+                 help="How many to show (at most 500, as the list routes)."),
+    click.option("--offset", default=0, show_default=True, type=click.IntRange(0, 10 ** 9),
+                 help="How many to skip (for the next page)."),
+)
+
+
+def _paged(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_PAGE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _page_footer(shown: int, offset: int, total: int, noun: str) -> str:
+    if not shown:
+        return f"No {noun} here ({total} in all)." if total else f"No {noun} yet."
+    return f"{offset + 1}–{offset + shown} of {total} {noun}"
+
+
+@click.command("projects")
+@with_appcontext
+@click.option("--sync-state", type=click.Choice(SYNC_STATES), default=None,
+              help="Only projects in this sync state.")
+@_paged
+def projects_command(sync_state: Optional[str], limit: int, offset: int) -> None:
+    """List projects, oldest first: id, sync state, referral code, upline code and name."""
+    rows, total = require_state().projects.list(sync_state=sync_state, limit=limit, offset=offset)
+    for project in rows:
+        click.echo(f"{project.id:>6}  {project.sync_state:<8} {project.referral_code or '-':<16} "
+                   f"{project.upline_referral_code or '-':<16} {project.name}")
+    click.echo(_page_footer(len(rows), offset, total, "projects"))
+
+
+@click.command("payments")
+@with_appcontext
+@click.option("--state", "delivery_state", type=click.Choice(DELIVERY_STATES), default=None,
+              help="Only payments in this delivery state.")
+@click.option("--project", "project_id", type=ID, default=None, help="Only payments of this project id.")
+@_paged
+def payments_command(delivery_state: Optional[str], project_id: Optional[int], limit: int, offset: int) -> None:
+    """List payments, newest first: id, project, amount, delivery state, attempts and HAVN's transaction id."""
+    try:
+        rows, total = require_state().payments.list(delivery_state=delivery_state, project=project_id,
+                                                    limit=limit, offset=offset)
+    except HAVNError as exc:
+        raise fail(exc) from None
+    for payment in rows:
+        amount = f"{payment.amount} {payment.currency}"
+        click.echo(f"{payment.id:>6}  project {payment.project_id:<6} {amount:>18}  {payment.delivery_state:<17} "
+                   f"attempts {payment.attempts:<3} {payment.havn_transaction_id or '-'}")
+    click.echo(_page_footer(len(rows), offset, total, "payments"))
 
 
 @click.command("deliver")
@@ -180,4 +240,5 @@ def status_command() -> None:
 
 
 #: The commands of this module, in the order ``flask havn --help`` lists them.
-COMMANDS = (init_db_command, sync_project_command, sync_members_command, deliver_command, status_command)
+COMMANDS = (init_db_command, create_project_command, projects_command, sync_project_command, sync_members_command,
+            payments_command, deliver_command, status_command)

@@ -27,6 +27,7 @@ from .worker import SUPERSEDED, deliver_due, run_worker
 if TYPE_CHECKING:  # pragma: no cover
     import threading
 
+    from ..rows import PaymentRow
     from ..state import HAVNState
 
 __all__ = ["Outbox", "Attempt", "SUPERSEDED", "classify_error", "lease_seconds", "money_fields", "retry_delay"]
@@ -43,7 +44,8 @@ class Outbox:
     def __repr__(self) -> str:
         return "<Outbox>"
 
-    def deliver(self, payment: Any, *, now: Optional[datetime] = None, worker_id: Optional[str] = None) -> Any:
+    def deliver(self, payment: Any, *, now: Optional[datetime] = None,
+                worker_id: Optional[str] = None) -> "PaymentRow":
         """Claim, send and record one payment (a row or its id); return the row, whatever happened.
 
         A payment that is not due — already sent, not completed, claimed by

@@ -18,6 +18,7 @@ from .control import control
 from .events import SeededEventIds, WebhookDispatcher, new_event_id
 from .faults import FaultInjector, normalise_spec
 from .hosts import HostGuard
+from .public import public
 from .ratelimit import RateLimiter
 from .settings import SandboxSettings
 from .state import EXTENSION_KEY, SandboxState, get_state
@@ -84,6 +85,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(frontend)
     app.register_blueprint(control)
+    app.register_blueprint(public)
     app.after_request(request_id_header)
     app.register_error_handler(HTTPException, _error_response)
     return app

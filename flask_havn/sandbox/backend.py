@@ -29,8 +29,8 @@ from .outcome import Event, Outcome
 from .settings import SandboxSettings
 from .store import LoginTokenRow, Store, UserRow
 from .transactions import record_transaction
-from .users import find_user, user_dict, user_sync
-from .vouchers import list_vouchers, validate_voucher
+from .users import find_associate, find_user, user_dict, user_sync
+from .vouchers import find_voucher, list_vouchers, validate_voucher, voucher_problem
 
 __all__ = ["SandboxBackend", "Event", "Outcome", "SandboxError", "LOGIN_SALT"]
 
@@ -187,6 +187,27 @@ class SandboxBackend:
         if not isinstance(token, str) or not token:
             raise bad_request("token is required", field="token")
         return Outcome(200, self._run(work))
+
+    def public_link(self, ref: str, voucher: Optional[str]) -> Dict[str, Optional[str]]:
+        """``GET /r/<slug>?ref=&vc=`` (contract §8): the code and the voucher to pass on, or 404.
+
+        An unknown referral code is 404; a voucher HAVN knows but that cannot
+        be used now (expired, used up, inactive) is dropped, and the visitor
+        still goes on; any other ``vc`` (a local voucher) passes through.
+        Reads only.
+        """
+
+        def work(ctx: Ctx) -> Dict[str, Optional[str]]:
+            associate = find_associate(ctx, ref.strip().upper())
+            if associate is None or not associate.is_active:
+                raise not_found(f"referral code {ref.strip()[:60]!r} is not known; check the link", field="ref")
+            kept = voucher.strip() if voucher and voucher.strip() else None
+            row = find_voucher(ctx, kept) if kept is not None else None
+            if row is not None and voucher_problem(ctx, row) is not None:
+                kept = None
+            return {"ref": associate.referral_code, "vc": kept}
+
+        return self._run(work, test_mode=True)
 
     # -- control ------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import HAVNValidationError
 from .errors import SandboxError, bad_request
+from .settings import public_slug, redirect_url
 from .state import SandboxState, get_state
 
 __all__ = ["control"]
@@ -201,3 +202,23 @@ def put_webhook_url() -> Response:
     sandbox = _state()
     sandbox.dispatcher.url = url
     return jsonify({"url": url})
+
+
+@control.put("/public-link")
+def put_public_link() -> Response:
+    """Set the public referral link: ``{"slug": "mycompany", "redirect_url": "https://…/login"}``.
+
+    Either key may be left out (kept); ``"redirect_url": null`` turns the link off (404).
+    """
+    body = _body()
+    sandbox = _state()
+    slug, url = sandbox.public_redirect_slug, sandbox.public_auth_redirect_url
+    for key, parse in (("slug", public_slug), ("redirect_url", redirect_url)):
+        if key in body:
+            try:
+                value = parse(body[key])
+            except ValueError as exc:
+                raise bad_request(f"'{key}' {exc}", field=key) from None
+            slug, url = (value, url) if key == "slug" else (slug, value)
+    sandbox.public_redirect_slug, sandbox.public_auth_redirect_url = slug, url
+    return jsonify({"slug": slug, "redirect_url": url})

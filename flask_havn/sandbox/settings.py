@@ -34,6 +34,8 @@ __all__ = [
     "SandboxSettings",
     "environ_config",
     "hide_password",
+    "public_slug",
+    "redirect_url",
     "ENVIRON_PREFIX",
 ]
 
@@ -124,14 +126,20 @@ def _database_uri(value: Any) -> str:
     return value.strip()
 
 
-def _public_url(value: Any) -> Optional[str]:
+def _http_url(value: Any, what: str, *, query: bool = False) -> Optional[str]:
+    """An absolute http(s) URL without fragment (and without query unless ``query``); ``None`` stays ``None``."""
     text = _optional_str(value)
     if text is None:
         return None
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError('must be the absolute http(s) URL the sandbox is reached at, e.g. "http://127.0.0.1:8765"')
-    return text.rstrip("/")
+    if parts.scheme not in ("http", "https") or not parts.hostname or (parts.query and not query) or parts.fragment:
+        raise ValueError(f"must be the absolute http(s) URL {what}")
+    return text
+
+
+def _public_url(value: Any) -> Optional[str]:
+    text = _http_url(value, 'the sandbox is reached at, e.g. "http://127.0.0.1:8765"')
+    return None if text is None else text.rstrip("/")
 
 
 def _hosts(value: Any) -> Tuple[str, ...]:
@@ -240,6 +248,18 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def public_slug(value: Any) -> str:
+    """A public link slug: lower-case letters, digits and ``-``, 1 to 63 (``mycompany``)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value.strip()):
+        raise ValueError('must be a slug of lower-case letters, digits and "-", such as "mycompany"')
+    return value.strip()
+
+
+def redirect_url(value: Any) -> Optional[str]:
+    """The SaaS's login page: an absolute http(s) URL without fragment (``None``: not configured)."""
+    return _http_url(value, 'of the login page, e.g. "https://app.example/login"', query=True)
+
+
 def _faults(value: Any) -> Optional[Mapping[str, Any]]:
     if value is None:
         return None
@@ -281,6 +301,10 @@ class SandboxSettings:
     allowed_hosts: Tuple[str, ...] = ()
     #: Seconds the sandbox, when it closes (at the latest at process exit), spends delivering queued events.
     drain_timeout: float = 10.0
+    #: The company's public link slug: ``GET /r/<slug>?ref=&vc=`` (contract §8).
+    public_redirect_slug: str = "sandbox"
+    #: Where ``/r/<slug>`` sends visitors: the SaaS's login page (``None``: the link answers 404).
+    public_auth_redirect_url: Optional[str] = None
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={self._shown(f.name)!r}" for f in fields(self) if f.name not in _SECRET_FIELDS)
@@ -341,6 +365,8 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "public_url": _public_url,
     "allowed_hosts": _hosts,
     "drain_timeout": _seconds,
+    "public_redirect_slug": public_slug,
+    "public_auth_redirect_url": redirect_url,
 }
 
 #: Settings field -> configuration key.
@@ -360,6 +386,8 @@ _KEYS: Dict[str, str] = {
     "public_url": "HAVN_SANDBOX_PUBLIC_URL",
     "allowed_hosts": "HAVN_SANDBOX_ALLOWED_HOSTS",
     "drain_timeout": "HAVN_SANDBOX_DRAIN_TIMEOUT",
+    "public_redirect_slug": "HAVN_SANDBOX_PUBLIC_REDIRECT_SLUG",
+    "public_auth_redirect_url": "HAVN_SANDBOX_PUBLIC_AUTH_REDIRECT_URL",
 }
 
 

@@ -51,6 +51,9 @@ class SandboxState:
         self.faults = faults
         self._event_ids = event_ids
         self._public_url = settings.public_url or SANDBOX_BASE_URL
+        #: The public referral link's slug and target (``PUT /_sandbox/public-link`` changes them).
+        self.public_redirect_slug = settings.public_redirect_slug
+        self.public_auth_redirect_url = settings.public_auth_redirect_url
         # Closes the parts at interpreter exit, or when the state is collected, or on close(); at exit the
         # delivery thread still runs, so queued events are delivered before the process ends.
         self._finalizer = weakref.finalize(self, _close_parts, backend, dispatcher, faults, settings.drain_timeout)
@@ -85,6 +88,8 @@ class SandboxState:
         self.backend.reset()
         self.dispatcher.reset()
         self.dispatcher.url = self.settings.webhook_url
+        self.public_redirect_slug = self.settings.public_redirect_slug
+        self.public_auth_redirect_url = self.settings.public_auth_redirect_url
         if self._event_ids is not None:
             self._event_ids.reset()
         self.limiter.reset()
