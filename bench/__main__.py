@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from . import bench_bulk, bench_client, bench_drain, bench_outbox, bench_transport, bench_webhooks
+from . import bench_bulk, bench_client, bench_drain, bench_outbox, bench_queue, bench_transport, bench_webhooks
 
 
 def main(argv: list) -> int:
@@ -16,6 +16,7 @@ def main(argv: list) -> int:
     bench_drain.run(quick)
     bench_client.run(quick)
     bench_bulk.run(quick)
+    bench_queue.run(quick)
     return 0
 
 

@@ -13,6 +13,7 @@ not one of ours (a typo) gets a :class:`HAVNConfigWarning`. Later changes to
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
@@ -21,6 +22,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .client import MAX_BULK_SIZE
 from .currency import parse_rate_table
+from .transport import DEFAULT_MAX_TOTAL_WAIT, max_call_seconds
 from .errors import HAVNConfigError
 
 __all__ = ["HAVNConfig", "HAVNConfigWarning", "DEFAULTS", "SANDBOX_API_KEY", "SANDBOX_WEBHOOK_SECRET", "SANDBOX_BASE_URL"]
@@ -107,6 +109,32 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return parse
 
 
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``parse``, letting ``None`` (or an empty string, from the environment) through as ``None``."""
+    def parse_optional(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return parse(value)
+    return parse_optional
+
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+def _queue_name(value: Any) -> str:
+    text = str(value).strip()
+    if not _QUEUE_NAME.match(text):
+        raise ValueError("must be 1 to 100 letters, digits or _ . : -")
+    return text
+
+
+def _redis_url(value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
 def _rate_table(value: Any) -> Mapping[str, Decimal]:
     return MappingProxyType(parse_rate_table(value))
 
@@ -154,8 +182,9 @@ class HAVNConfig:
     url_prefix: str = "/havn"
     #: ``HAVN_SANDBOX`` — talk to an embedded, in-process HAVN sandbox instead of HAVN.
     sandbox: bool = False
-    #: ``HAVN_DELIVERY`` — ``"inline"`` (send right after the payment commits) or ``"worker"``
-    #: (only ``flask havn deliver`` sends).
+    #: ``HAVN_DELIVERY`` — ``"inline"`` (send right after the payment commits), ``"worker"``
+    #: (only ``flask havn deliver`` sends), or ``"celery"`` / ``"rq"`` (a task on the host's queue,
+    #: enqueued after the commit; see :mod:`flask_havn.queues`).
     delivery: str = "inline"
     #: ``HAVN_DELIVERY_MAX_ATTEMPTS`` — delivery attempts of one payment before it is ``dead``.
     delivery_max_attempts: int = 8
@@ -163,6 +192,16 @@ class HAVNConfig:
     delivery_backoff: float = 30.0
     #: ``HAVN_DELIVERY_MAX_BACKOFF`` — longest wait between two attempts, in seconds.
     delivery_max_backoff: float = 6 * 3600.0
+    #: ``HAVN_DELIVERY_LEASE`` — seconds a ``sending`` payment stays with the worker that claimed it
+    #: before it counts as abandoned (a crashed worker); ``None``: derived from the timeout and retries.
+    delivery_lease: Optional[float] = None
+    #: ``HAVN_QUEUE_NAME`` — the Celery or RQ queue the delivery tasks go to.
+    queue_name: str = "havn"
+    #: ``HAVN_RQ_URL`` — the Redis holding the RQ queue (``HAVN_DELIVERY = "rq"``); may carry a password.
+    rq_url: str = field(default="redis://localhost:6379/0", repr=False)
+    #: ``HAVN_QUEUE_SWEEP_GRACE`` — seconds a payment must have been due, untouched, before the queue's
+    #: periodic sweep enqueues it again (its task was lost).
+    queue_sweep_grace: float = 300.0
     #: ``HAVN_WEBHOOK_PATH`` — path of the inbound webhook endpoint, under ``HAVN_URL_PREFIX``.
     webhook_path: str = "/webhooks"
     #: ``HAVN_WEBHOOK_SECRETS`` — extra secrets accepted on inbound events (rotation).
@@ -225,6 +264,7 @@ class HAVNConfig:
                                   f"{CONFIGURATION_DOCS}")
         _warn_unknown_keys(config)
         _refuse_a_base_url_the_sandbox_hides(values, sources)
+        _check_lease(values)
         return cls(**values)
 
     @property
@@ -245,7 +285,7 @@ class HAVNConfig:
                 )
 
 
-_SECRET_FIELDS = ("api_key", "webhook_secret", "webhook_secrets", "referral_secret")
+_SECRET_FIELDS = ("api_key", "webhook_secret", "webhook_secrets", "referral_secret", "rq_url")
 
 _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "api_key": _optional_str,
@@ -259,10 +299,14 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "bulk_max_size": _int_range(1, MAX_BULK_SIZE),
     "url_prefix": _prefix,
     "sandbox": _bool,
-    "delivery": _choice("inline", "worker"),
+    "delivery": _choice("inline", "worker", "celery", "rq"),
     "delivery_max_attempts": _int_range(1, 1000),
     "delivery_backoff": _float_range(0.0, 30 * 86400.0),
     "delivery_max_backoff": _float_range(0.0, 30 * 86400.0),
+    "delivery_lease": _optional(_float_range(1.0, 86400.0)),
+    "queue_name": _queue_name,
+    "rq_url": _redis_url,
+    "queue_sweep_grace": _float_range(0.0, 30 * 86400.0),
     "webhook_path": _prefix,
     "webhook_secrets": _secrets,
     "webhook_tolerance": _int_range(1, 86400),
@@ -285,6 +329,7 @@ def _default(f: Any) -> Any:
 
 
 DEFAULTS: Dict[str, Any] = {"HAVN_" + f.name.upper(): _default(f) for f in fields(HAVNConfig)}
+_FIELD_DEFAULTS: Dict[str, Any] = {f.name: _default(f) for f in fields(HAVNConfig)}
 
 
 def _refuse_a_base_url_the_sandbox_hides(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
@@ -307,6 +352,28 @@ def _refuse_a_base_url_the_sandbox_hides(values: Mapping[str, Any], sources: Map
 
 #: ``HAVN_*`` keys that belong to others: the embedded sandbox's own settings, and the test suite's.
 _FOREIGN_PREFIXES = ("HAVN_SANDBOX_", "HAVN_TEST_")
+
+
+def _check_lease(values: Mapping[str, Any]) -> None:
+    """Refuse a ``HAVN_DELIVERY_LEASE`` shorter than one delivery's HTTP call can last.
+
+    A worker still waiting for HAVN would lose its claim, and another would
+    send the same payment again (HAVN's idempotency keeps it to one
+    transaction, but the lease is there to avoid that). The bound is
+    :func:`flask_havn.transport.max_call_seconds`; without retries there is
+    no wait between attempts.
+    """
+    lease = values.get("delivery_lease")
+    if lease is None:
+        return
+    timeout = values.get("timeout", _FIELD_DEFAULTS["timeout"])
+    retries = values.get("max_retries", _FIELD_DEFAULTS["max_retries"])
+    one_call = max_call_seconds(timeout, retries, DEFAULT_MAX_TOTAL_WAIT if retries else 0.0)
+    if lease < one_call:
+        raise HAVNConfigError(
+            f"HAVN_DELIVERY_LEASE = {lease:g} is shorter than one delivery's HTTP call can last ({one_call:g} s with "
+            "HAVN_TIMEOUT and HAVN_MAX_RETRIES): a worker still waiting for HAVN would lose its claim. Raise "
+            "HAVN_DELIVERY_LEASE, or lower HAVN_TIMEOUT or HAVN_MAX_RETRIES")
 
 
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from flask import Flask, g, has_request_context
+from flask import Flask, current_app, g, has_app_context, has_request_context
 from werkzeug.local import LocalProxy
 
 from .client import HAVNClient
@@ -118,6 +118,10 @@ class HAVN:
             config=config, transport=transport, db=db, sandbox_app=sandbox_app,
             models=build_models(db) if db is not None else None, callbacks=self._callbacks,
         )
+        if db is not None:
+            from .queues import attach
+
+            attach(state)  # HAVN_DELIVERY "celery"/"rq": the extra, the commit hooks, RQ's queue
         app.extensions[EXTENSION_KEY] = state
         app.teardown_appcontext(_release_client)
         _register_referral_capture(app, state)
@@ -166,6 +170,33 @@ class HAVN:
     def outbox(self) -> "Outbox":
         """The current app's :class:`~flask_havn.outbox.Outbox` (delivery) service (needs ``db``)."""
         return get_state().outbox
+
+    # -- task queues (HAVN_DELIVERY "celery" / "rq") -----------------------------
+
+    def init_celery(self, celery_app: Any, app: Optional[Flask] = None, *,
+                    sweep_every: Optional[float] = 60.0) -> Any:
+        """Deliver ``app``'s payments through the host's Celery app (``HAVN_DELIVERY = "celery"``).
+
+        Registers the ``flask_havn.deliver`` and ``flask_havn.sweep`` tasks on
+        ``celery_app`` (queue ``HAVN_QUEUE_NAME``) and the sweep's beat entry
+        every ``sweep_every`` seconds; returns the
+        :class:`~flask_havn.queues.celery.CeleryQueue`. ``app`` defaults to
+        the current app. See :mod:`flask_havn.queues.celery`.
+        """
+        from .queues.celery import bind
+
+        return bind(_app_or_current(app), celery_app, sweep_every=sweep_every)
+
+    def init_rq(self, queue: Any, app: Optional[Flask] = None) -> Any:
+        """Deliver ``app``'s payments through the host's own ``rq.Queue`` (``HAVN_DELIVERY = "rq"``).
+
+        Only needed to pass a queue of your own (a connection pool, a
+        serializer…): by default the queue is ``HAVN_QUEUE_NAME`` on
+        ``HAVN_RQ_URL``. See :mod:`flask_havn.queues.rq`.
+        """
+        from .queues.rq import bind
+
+        return bind(_app_or_current(app), queue)
 
     # -- callbacks -------------------------------------------------------------
 
@@ -275,6 +306,16 @@ class HAVN:
     def deliver_payment(self, payment: Any) -> "PaymentRow":
         """Send one payment now: :meth:`havn.outbox.deliver <flask_havn.outbox.Outbox.deliver>`."""
         return self.outbox.deliver(payment)
+
+
+def _app_or_current(app: Optional[Flask]) -> Flask:
+    """``app``, else the current app (inside an app context), else a :class:`HAVNConfigError` saying so."""
+    if app is not None:
+        return app
+    if not has_app_context():
+        raise HAVNConfigError("pass the Flask app (havn.init_celery(celery_app, app)), or call this inside its app "
+                              "context")
+    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
 def _current_client() -> HAVNClient:

@@ -199,8 +199,8 @@ class Payments:
                     raise
             else:
                 commit(session)
-                if payment.status == "completed" and state.config.delivery == "inline":
-                    state.outbox.deliver_inline(payment)
+                if payment.status == "completed":
+                    state.outbox.schedule(payment)
                 return Recorded(payment, True)
         payment = self._same_payment(existing, values)
         commit(session)
@@ -320,8 +320,8 @@ class Payments:
             payment.status = "completed"
             payment.completed_at = utcnow()
             commit(state.session)
-        if state.config.delivery == "inline" and payment.delivery_state in ("pending", "failed"):
-            state.outbox.deliver_inline(payment)
+        if payment.delivery_state in ("pending", "failed"):
+            state.outbox.schedule(payment)
         return payment
 
     def retry(self, payment: Any) -> PaymentRow:
@@ -352,8 +352,8 @@ class Payments:
         session.refresh(payment)
         if not reset:
             self._why_not_retried(payment)
-        if state.config.delivery == "inline" and payment.delivery_state == "pending":
-            state.outbox.deliver_inline(payment)
+        if payment.delivery_state == "pending":
+            state.outbox.schedule(payment)
         return payment
 
     @staticmethod

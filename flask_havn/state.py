@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
     from .outbox import Outbox
+    from .outbox.schedule import TaskQueue
     from .payments import Payments
     from .projects import Projects
     from .referrals import Referrals
@@ -72,6 +73,8 @@ class HAVNState:
     receiver: Optional["WebhookReceiver"] = field(default=None, repr=False)
     #: Referral links: capture, attach, voucher checks (set by ``init_app``).
     referrals: Optional["Referrals"] = field(default=None, repr=False)
+    #: The task queue payments are delivered through (``HAVN_DELIVERY`` ``"celery"``/``"rq"``), else ``None``.
+    queue: Optional["TaskQueue"] = field(default=None, repr=False)
     _services: Optional[Tuple["Projects", "Payments", "Outbox"]] = field(default=None, repr=False)
 
     def close(self) -> None:

@@ -15,7 +15,9 @@ def test_defaults_match_the_documented_table():
         "HAVN_TIMEOUT": 30.0, "HAVN_MAX_RETRIES": 3, "HAVN_BACKOFF_FACTOR": 0.5, "HAVN_TEST_MODE": False,
         "HAVN_PAYMENT_GATEWAY": "MANUAL", "HAVN_BULK_MAX_SIZE": 50, "HAVN_URL_PREFIX": "/havn",
         "HAVN_SANDBOX": False, "HAVN_DELIVERY": "inline", "HAVN_DELIVERY_MAX_ATTEMPTS": 8,
-        "HAVN_DELIVERY_BACKOFF": 30.0, "HAVN_DELIVERY_MAX_BACKOFF": 21600.0, "HAVN_WEBHOOK_PATH": "/webhooks",
+        "HAVN_DELIVERY_BACKOFF": 30.0, "HAVN_DELIVERY_MAX_BACKOFF": 21600.0, "HAVN_DELIVERY_LEASE": None,
+        "HAVN_QUEUE_NAME": "havn", "HAVN_RQ_URL": "redis://localhost:6379/0", "HAVN_QUEUE_SWEEP_GRACE": 300.0,
+        "HAVN_WEBHOOK_PATH": "/webhooks",
         "HAVN_WEBHOOK_SECRETS": (), "HAVN_WEBHOOK_TOLERANCE": 300, "HAVN_WEBHOOK_MAX_BYTES": 262144,
         "HAVN_CURRENCY_CONVERSION": "server", "HAVN_EXCHANGE_RATES": {},
         "HAVN_CAPTURE_REFERRALS": False, "HAVN_REFERRAL_MAX_AGE": 2592000, "HAVN_REFERRAL_POLICY": "last",
@@ -105,7 +107,8 @@ def test_rotation_secrets_and_choices():
     assert config.delivery == "worker"
     assert "old" not in repr(config)
     with pytest.raises(HAVNConfigError, match="HAVN_DELIVERY"):
-        HAVNConfig.from_app_config({"HAVN_DELIVERY": "celery"}, environ={})
+        HAVNConfig.from_app_config({"HAVN_DELIVERY": "sidekiq"}, environ={})
+    assert HAVNConfig.from_app_config({"HAVN_DELIVERY": " RQ "}, environ={}).delivery == "rq"
 
 
 def test_currency_conversion_mode_and_rates():

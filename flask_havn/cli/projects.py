@@ -21,6 +21,7 @@ from .. import members_csv
 from ..errors import HAVNError, HAVNValidationError
 from ..models import DELIVERY_STATES, SYNC_STATES
 from .common import ID, fail, require_state
+from .queues import echo_queue
 
 __all__ = ["COMMANDS"]
 
@@ -224,7 +225,8 @@ def _summary(counts: Dict[str, int]) -> str:
 @with_appcontext
 def status_command() -> None:
     """Counts of completed payments by delivery state, and the oldest one not yet delivered."""
-    report = require_state().outbox.status()
+    state = require_state()
+    report = state.outbox.status()
     width = max(len(name) for name in report["by_state"])
     for name, count in report["by_state"].items():
         click.echo(f"{name:<{width}}  {count}")
@@ -234,6 +236,7 @@ def status_command() -> None:
         click.echo("oldest pending: none")
     else:
         click.echo(f"oldest pending: payment {oldest['id']}, recorded {oldest['created_at'].isoformat()}Z")
+    echo_queue(state)
 
 
 #: The commands of this module, in the order ``flask havn --help`` lists them.

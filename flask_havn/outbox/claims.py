@@ -43,12 +43,16 @@ def new_worker_id() -> str:
 def lease_seconds(config: HAVNConfig) -> float:
     """How long a ``sending`` claim is honoured before the row counts as abandoned.
 
-    Never less than the longest one delivery's HTTP call can last: every
-    attempt is bounded by ``HAVN_TIMEOUT`` in total (not per socket read) and
-    the waits between retries by the transport's ``max_total_wait``
-    (:func:`flask_havn.transport.max_call_seconds`); ten times the timeout at
-    the least, so a live worker is done well within its lease.
+    ``HAVN_DELIVERY_LEASE`` when set (checked at start-up to outlast one
+    delivery's HTTP call). Else never less than the longest one delivery's
+    HTTP call can last: every attempt is bounded by ``HAVN_TIMEOUT`` in total
+    (not per socket read) and the waits between retries by the transport's
+    ``max_total_wait`` (:func:`flask_havn.transport.max_call_seconds`); ten
+    times the timeout at the least, so a live worker is done well within its
+    lease.
     """
+    if config.delivery_lease is not None:
+        return config.delivery_lease
     one_call = max_call_seconds(config.timeout, config.max_retries, DEFAULT_MAX_TOTAL_WAIT)
     return max(10.0 * config.timeout, one_call)
 
