@@ -29,6 +29,7 @@ __all__ = [
     "PAYMENT_STATUSES",
     "DELIVERY_STATES",
     "EVENT_STATUSES",
+    "column_length",
     "utcnow",
 ]
 
@@ -51,6 +52,15 @@ EVENT_STATUSES = ("received", "processed", "ignored", "failed")
 def utcnow() -> datetime:
     """Naive UTC now (portable across SQLite and PostgreSQL ``TIMESTAMP`` columns)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def column_length(model: Any, name: str) -> int:
+    """The declared width of ``model``'s string column ``name``: the longest value it stores everywhere.
+
+    SQLite stores longer text, PostgreSQL refuses it (and MySQL truncates), so
+    every value is checked against this before it is written or sent to HAVN.
+    """
+    return int(model.__table__.c[name].type.length)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from . import rules
 from .announce import announce
 from .errors import HAVNAPIError, HAVNConflictError, HAVNError, HAVNRecordNotFoundError, HAVNValidationError
-from .models import SYNC_STATES, utcnow
+from .models import SYNC_STATES, column_length, utcnow
 from .signals import members_synced, project_synced
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,7 +108,8 @@ class Projects:
         HAVN knows it is HAVN's to say when the owner is synced.
         """
         errors = rules.FieldErrors()
-        clean_name = errors.check(rules.check_text, name, "name", max_length=200, strip=True)
+        clean_name = errors.check(rules.check_text, name, "name", strip=True,
+                                  max_length=column_length(self._models.Project, "name"))
         upline = errors.check(rules.optional_code, upline_referral_code, "upline_referral_code", upper=True)
         errors.raise_if_any()
         project = self._models.Project(name=clean_name, upline_referral_code=upline, sync_state="pending")
@@ -131,8 +132,7 @@ class Projects:
         Project, Member = self._models.Project, self._models.ProjectMember
         project = self.get(project)
         errors = rules.FieldErrors()
-        email = errors.check(rules.check_email, email.strip() if isinstance(email, str) else email, "email")
-        name = errors.check(rules.check_text, name, "name", max_length=200, strip=True)
+        email, name = _check_member(errors, Member, email, name, "")
         errors.raise_if_any()
         email_key = email.lower()
         owner = Member.query.filter_by(project_id=project.id, role="owner").first()
@@ -272,7 +272,7 @@ class Projects:
         errors = rules.FieldErrors()
         seen: Dict[str, int] = {}
         entries: List[Tuple[str, str]] = []
-        for index, where, email, name in _member_entries(users, errors):
+        for index, where, email, name in _member_entries(users, errors, self._models.ProjectMember):
             key = email.lower()
             if key in seen:
                 errors.add(f"{where}.email", f"is listed twice (also users[{seen[key]}])")
@@ -285,7 +285,19 @@ class Projects:
         return entries
 
 
-def _member_entries(users: Sequence[Any], errors: rules.FieldErrors) -> Iterator[Tuple[int, str, str, str]]:
+def _check_member(errors: rules.FieldErrors, member_model: Any, email: Any, name: Any,
+                  where: str) -> Tuple[Optional[str], Optional[str]]:
+    """A member's ``(email, name)``, each checked against its column (``None`` where a problem went to
+    ``errors``, fields prefixed with ``where``): nothing HAVN accepts can then fail to be stored."""
+    checked_email = errors.check(rules.check_email, email.strip() if isinstance(email, str) else email,
+                                 f"{where}email", max_length=column_length(member_model, "email"))
+    checked_name = errors.check(rules.check_text, name, f"{where}name", strip=True,
+                                max_length=column_length(member_model, "name"))
+    return checked_email, checked_name
+
+
+def _member_entries(users: Sequence[Any], errors: rules.FieldErrors,
+                    member_model: Any) -> Iterator[Tuple[int, str, str, str]]:
     """``(index, "users[i]", email, name)`` for each well-formed entry; problems go to ``errors``."""
     for index, user in enumerate(users):
         where = f"users[{index}]"
@@ -295,10 +307,7 @@ def _member_entries(users: Sequence[Any], errors: rules.FieldErrors) -> Iterator
         unknown = sorted(set(map(str, user)) - {"email", "name"})
         if unknown:
             errors.add(f"{where}.{unknown[0]}", "is not accepted; send only email and name")
-        raw_email = user.get("email")
-        email = errors.check(rules.check_email, raw_email.strip() if isinstance(raw_email, str) else raw_email,
-                             f"{where}.email")
-        name = errors.check(rules.check_text, user.get("name"), f"{where}.name", max_length=200, strip=True)
+        email, name = _check_member(errors, member_model, user.get("email"), user.get("name"), f"{where}.")
         if email is not None and name is not None:
             yield index, where, email, name
 
