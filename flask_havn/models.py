@@ -173,6 +173,10 @@ def _declare(db: Any) -> Models:
         payment_gateway_transaction_id = sa.Column(sa.String(200), nullable=False, unique=True)
         transaction_type = sa.Column(sa.String(50), nullable=True)
         custom_fields = sa.Column(sa.JSON, nullable=True)
+        #: Recorded while ``HAVN_TEST_MODE`` was on: test data. Only test-mode events change it (an event
+        #: marked ``test_mode`` never changes a live payment), and ``flask havn trigger`` needs ``--force``
+        #: for any other payment. Existing databases: add it with ``server_default`` false.
+        test_mode = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
         delivery_state = sa.Column(sa.String(20), nullable=False, default="pending")
         havn_transaction_id = sa.Column(sa.String(64), nullable=True, index=True)
         attempts = sa.Column(sa.Integer, nullable=False, default=0)

@@ -155,7 +155,8 @@ class Payments:
         lone surrogate). ``custom_fields`` come back in HAVN's events, so they are
         bounded to what the webhook receiver accepts (see
         :func:`flask_havn.rules.check_recorded_custom_fields`: keys up to 40
-        characters, text up to 500, integers within 64 bits, 2 KB in all).
+        characters, text up to 500, integers within 64 bits, 2 KB in all). A
+        payment recorded while ``HAVN_TEST_MODE`` is on is marked ``test_mode``.
         """
         return self.record_or_get(
             project, amount, currency, customer_email=customer_email, status=status, invoice_id=invoice_id,
@@ -183,7 +184,7 @@ class Payments:
         existing = self._by_gateway_id(values["payment_gateway_transaction_id"])
         if existing is None:
             values.update(self._conversion(values))
-            payment = self._model(delivery_state="pending", attempts=0, **values)
+            payment = self._model(delivery_state="pending", attempts=0, test_mode=state.config.test_mode, **values)
             if payment.status == "completed":
                 payment.completed_at = utcnow()
             try:
