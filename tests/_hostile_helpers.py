@@ -35,13 +35,13 @@ def width(model: Any, column: str) -> int:
 
 def largest_custom_fields() -> Dict[str, Any]:
     """The largest ``custom_fields`` a payment may record: 3 keys of the longest length (non-ASCII), a
-    64-bit integer at each end of the range and a text filling the byte budget exactly."""
+    64-bit integer at each end of the range and a text (of emoji) filling the byte budget exactly."""
     keys = [f"{n}" + "ключ" * 10 for n in range(3)]
     keys = [key[:rules.MAX_CUSTOM_FIELD_KEY] for key in keys]
     fields: Dict[str, Any] = {keys[0]: rules.MAX_INT64, keys[1]: rules.MIN_INT64, keys[2]: ""}
     used = len(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     room = rules.MAX_CUSTOM_FIELDS_BYTES - used
-    text = "€" * (room // 3)  # 3 bytes each in UTF-8 (and 6 as a \\u escape in an ASCII-only event)
+    text = "\U0001F600" * (room // 4)  # 4 bytes each in UTF-8, a surrogate pair (12 bytes) when \\u-escaped
     text += "x" * (room - len(text.encode("utf-8")))
     assert len(text) <= rules.MAX_CUSTOM_FIELD_TEXT
     fields[keys[2]] = text

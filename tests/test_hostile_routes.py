@@ -9,7 +9,8 @@ import pytest
 
 from flask_havn import rules
 
-from _hostile_helpers import UNSTORABLE, count_requests, deep, email_of_length, snapshot, width
+from _hostile_helpers import UNSTORABLE, count_requests, deep, email_of_length, largest_custom_fields, snapshot, \
+    width
 from _projects_helpers import allow, quiet, synced_chain
 
 PAYMENT = {"project_id": None, "amount_cents": 1000, "customer_email": "c@example.com"}
@@ -212,3 +213,38 @@ def test_the_service_refuses_the_same_and_writes_nothing(host: Any, chain: Tuple
     assert set(problems) == {"customer_email", "custom_fields.n", "invoice_id"}
     assert getattr(info.value, "status_code", None) == 400
     assert snapshot(host) == before and sum(requests.values()) == 0
+
+
+def test_the_largest_accepted_custom_fields_come_back_in_an_event_that_is_applied(make_host: Any,
+                                                                                   database: Any) -> None:
+    """Record time accepts nothing the receiver refuses: HAVN's (the sandbox's) echo of the largest
+    custom_fields in its commission.distributed event is accepted and applied to the payment."""
+    from _projects_helpers import sandbox_of
+
+    host = make_host(database=database)  # the embedded sandbox posts its events to this host
+    allow(host)
+    _, a_code, b_id, _ = synced_chain(host)
+    fields = largest_custom_fields()
+    response = host.app.test_client().post("/havn/payments", json={**PAYMENT, "project_id": b_id,
+                                                                    "custom_fields": fields})
+    assert response.status_code == 201, response.get_json()
+    payment_id = response.get_json()["id"]
+    assert sandbox_of(host).dispatcher.wait_idle(timeout=30)
+    assert set(sandbox_of(host).dispatcher.statuses().values()) == {"delivered"}
+    with host.app.app_context():
+        (event,) = host.havn.models.WebhookEvent.query.all()
+        assert (event.type, event.status, event.payment_id) == ("commission.distributed", "processed", payment_id)
+        assert event.payload["data"]["transaction"]["custom_fields"] == fields
+        payment = host.db.session.get(host.havn.models.Payment, payment_id)
+        assert payment.custom_fields == fields
+        assert [c["referral_code"] for c in payment.commissions] == [a_code]
+
+
+def test_one_byte_more_than_the_largest_custom_fields_is_refused(host: Any, chain: Tuple[int, int]) -> None:
+    fields = largest_custom_fields()
+    last = list(fields)[-1]
+    fields[last] += "x"
+    before, requests = snapshot(host), count_requests(host)
+    response = host.app.test_client().post("/havn/payments", json={**PAYMENT, "project_id": chain[1],
+                                                                    "custom_fields": fields})
+    assert "at most 2048 bytes" in _assert_refused(host, response, before, requests, "custom_fields")
