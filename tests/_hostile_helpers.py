@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable, Mapping
+from typing import Any, Dict
 
 import sqlalchemy as sa
 
 from flask_havn import rules
 from flask_havn.models import column_length
 
-from _projects_helpers import dump, sandbox_of
+from _projects_helpers import TransactionCounter, dump, sandbox_of
 
 #: Text no database column stores: a NUL (PostgreSQL refuses it) and a lone UTF-16 surrogate (no UTF-8 form).
 UNSTORABLE = {"nul": "bad\x00text", "surrogate": "bad\ud800text"}
@@ -76,23 +75,9 @@ def snapshot(host: Any) -> Dict[str, Any]:
     return {"rows": rows, "sandbox": {key: value for key, value in state.items() if key != "rates"}}
 
 
-class RequestCounter:
-    """WSGI middleware in front of the embedded sandbox: every request that reaches it, by path."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self.paths: Counter = Counter()
-        self._lock = threading.Lock()
-
-    def __call__(self, environ: Mapping[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        with self._lock:
-            self.paths[environ.get("PATH_INFO", "")] += 1
-        return self.app(environ, start_response)
-
-
 def count_requests(host: Any) -> Counter:
     """Count the requests the host sends its embedded sandbox from now on (a live Counter by path)."""
     sandbox_app = host.app.extensions["havn"].sandbox_app
-    counter = RequestCounter(sandbox_app.wsgi_app)
+    counter = TransactionCounter(sandbox_app.wsgi_app)
     sandbox_app.wsgi_app = counter
     return counter.paths
