@@ -2,7 +2,6 @@
 its own columns, a checkout e-mail longer than any column, test-mode events on a live shop."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Dict, Iterator, Optional
 
 import pytest
@@ -13,7 +12,7 @@ from flask_havn.models import column_length
 
 from _hostile_helpers import count_requests, email_of_length
 from conftest import fresh_tables
-from test_example_app import Shop, network, text  # noqa: F401  (network: a fixture over our shop)
+from test_example_app import Shop, build_network, text
 
 
 @pytest.fixture
@@ -64,9 +63,9 @@ def test_values_that_fit_shopeasy_columns_are_kept(shop: Shop) -> None:
 
 
 @pytest.mark.parametrize("voucher", ["", "HAVN-VOUCHER-1"])
-def test_a_checkout_email_longer_than_its_column_is_a_form_error_and_nothing_is_sent(
-        shop: Shop, network: SimpleNamespace, voucher: str) -> None:
-    b = network.b
+def test_a_checkout_email_longer_than_its_column_is_a_form_error_and_nothing_is_sent(shop: Shop,
+                                                                                     voucher: str) -> None:
+    b = build_network(shop).b
     requests = count_requests(shop)
     response = shop.pay(b, "100.00", email=email_of_length(300), voucher=voucher)
     assert response.status_code == 400
@@ -75,8 +74,8 @@ def test_a_checkout_email_longer_than_its_column_is_a_form_error_and_nothing_is_
     assert sum(requests.values()) == 0, dict(requests)  # not even the voucher check reached HAVN
 
 
-def test_a_checkout_email_as_long_as_its_column_is_paid(shop: Shop, network: SimpleNamespace) -> None:
-    b = network.b
+def test_a_checkout_email_as_long_as_its_column_is_paid(shop: Shop) -> None:
+    b = build_network(shop).b
     email = email_of_length(column_length(shop.models.Payment, "customer_email"))
     assert shop.pay(b, "100.00", email=email).status_code == 302
     (payment,) = shop.rows(shop.models.Payment)
