@@ -135,7 +135,8 @@ def test_recorded_custom_fields_bounds_inclusive():
     assert rules.check_recorded_custom_fields(biggest_int) == biggest_int
     for bad, field in [({"n": rules.MAX_INT64 + 1}, "custom_fields.n"), ({"n": rules.MIN_INT64 - 1}, "custom_fields.n"),
                        ({"t": "v" * 501}, "custom_fields.t"), ({"k" * 41: 1}, "custom_fields." + "k" * 40),
-                       ({"": 1}, "custom_fields."), ({"a": "é" * 500, "b": "é" * 500, "c": "é" * 50}, "custom_fields"),
+                       ({"": 1}, "custom_fields."),
+                       ({"a": "é" * 500, "b": "é" * 500, "c": "é" * 50}, "custom_fields"),
                        ({"a": 1, "b": 2, "c": 3, "d": 4}, "custom_fields")]:
         with pytest.raises(HAVNValidationError) as info:
             rules.check_recorded_custom_fields(bad)

@@ -4,9 +4,9 @@
 it with the app's webhook secret and POSTs it to the app's own endpoint (in
 process by default, or over HTTP to ``--url``). Its events are test-mode
 events: they change only payments recorded in test mode, and ``--payment``
-naming a live one is refused unless ``--force`` (which lists the changes). ``webhooks`` lists stored
-events; ``webhooks replay ID`` processes a stored event again — its signals
-are sent again, so receivers must tolerate that.
+naming a live one is refused unless ``--force`` (which lists the changes).
+``webhooks`` lists stored events; ``webhooks replay ID`` processes a stored
+event again — its signals are sent again, so receivers must tolerate that.
 """
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def trigger_command(event_type: str, payment_ref: Optional[str], url: Optional[s
     payment = _find_payment(state, payment_ref) if payment_ref else None
     live = payment is not None and not payment.test_mode
     envelope = sample_event(event_type, payment=payment, test_mode=not (force and live))
-    if live:
+    if payment is not None and live:
         changes = _changes(state, payment, envelope) or ["nothing (it already says what the event says)"]
         what = f"payment {payment.id} ({payment.payment_gateway_transaction_id}, delivery_state " \
                f"{payment.delivery_state}) is live data: it was recorded with HAVN_TEST_MODE off"
