@@ -159,6 +159,9 @@ class Projects:
             if not code:
                 raise HAVNAPIError("HAVN synced the owner but returned no referral code; try again, or contact "
                                    "HAVN support if it persists", response=result.raw)
+            associate_id = result.associate.associate_id if result.associate else None
+            _check_answer(((code, Project, "referral_code"), (associate_id, Project, "havn_associate_id"),
+                           (result.user_id, Member, "havn_user_id")), result.raw)
             clash = Project.query.filter(Project.referral_code == code, Project.id != project.id).first()
             if clash is not None:
                 raise HAVNConflictError(
@@ -171,7 +174,7 @@ class Projects:
             commit(session)
             raise
         project.referral_code = code
-        project.havn_associate_id = result.associate.associate_id if result.associate else None
+        project.havn_associate_id = associate_id
         project.sync_state = "synced"
         project.last_error = None
         project.synced_at = utcnow()
@@ -312,6 +315,27 @@ def _member_entries(users: Sequence[Any], errors: rules.FieldErrors,
             yield index, where, email, name
 
 
+def _too_wide(value: Any, model: Any, column: str) -> Optional[str]:
+    """Why ``value`` from HAVN's answer cannot be stored in ``model.<column>`` (``None``: it can).
+
+    Checked before anything is written: PostgreSQL would refuse the row after
+    HAVN already synced the user, and leave the two out of step.
+    """
+    width = column_length(model, column)
+    if isinstance(value, str) and len(value) > width:
+        return (f"HAVN answered a {column} of {len(value)} characters; this app stores at most {width} "
+                "(havn_* tables): widen the column with a migration, or contact HAVN support")
+    return None
+
+
+def _check_answer(values: Sequence[Tuple[Any, Any, str]], raw: Any) -> None:
+    """Raise :class:`HAVNAPIError` for the first value of HAVN's answer wider than its column."""
+    for value, model, column in values:
+        problem = _too_wide(value, model, column)
+        if problem is not None:
+            raise HAVNAPIError(problem, response=raw)
+
+
 def _record_batch(chunk: List[Any], batch: Any) -> None:
     """Mark the members of one sent batch ``synced`` or ``failed`` with HAVN's per-member error."""
     failed: Dict[int, str] = {}
@@ -324,6 +348,9 @@ def _record_batch(chunk: List[Any], batch: Any) -> None:
             failed[index] = str(error.get("error") or "HAVN refused this user")
     user_ids = {str(r.email or "").lower(): r.user_id for r in batch.results}
     for index, member in enumerate(chunk):
+        problem = _too_wide(user_ids.get(member.email_key), type(member), "havn_user_id")
+        if problem is not None and index not in failed:
+            failed[index] = problem
         if index in failed:
             member.sync_state = "failed"
             member.last_error = failed[index]

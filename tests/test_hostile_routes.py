@@ -248,3 +248,61 @@ def test_one_byte_more_than_the_largest_custom_fields_is_refused(host: Any, chai
     response = host.app.test_client().post("/havn/payments", json={**PAYMENT, "project_id": chain[1],
                                                                     "custom_fields": fields})
     assert "at most 2048 bytes" in _assert_refused(host, response, before, requests, "custom_fields")
+
+
+def _wide_havn(field: str) -> Any:
+    """A HAVN whose user-sync answer carries ``field`` wider than any of our columns (70 characters)."""
+    from werkzeug.wrappers import Request, Response
+
+    def answer(request: Request) -> Response:
+        payload = json.loads(request.get_data())
+        wide = "W" * 70
+        if "users" in payload:  # bulk: every user synced, with a user_id too wide for our column
+            results = [{"success": True, "email": u["email"], "user_id": wide, "referral_code": "HAVN-TT-001"}
+                       for u in payload["users"]]
+            body: Dict[str, Any] = {"success": True, "results": results, "errors": [],
+                                    "summary": {"total": len(results), "success": len(results), "failed": 0}}
+        else:
+            values = {"user_id": "usr_1", "referral_code": "HAVN-TT-001", "associate_id": "asc_1", field: wide}
+            body = {"success": True, "user_id": values["user_id"], "referral_code": values["referral_code"],
+                    "associate": {"associate_id": values["associate_id"], "referral_code": values["referral_code"]}}
+        return Response(json.dumps(body), status=200, content_type="application/json")
+    return answer
+
+
+@pytest.mark.parametrize("field", ["user_id", "referral_code", "associate_id"])
+def test_an_owner_sync_answer_wider_than_our_columns_is_a_502_not_a_500(make_host: Any, database: Any,
+                                                                        httpserver: Any, field: str) -> None:
+    from _projects_helpers import http_config
+
+    httpserver.expect_request("/api/v1/webhook/user-sync", method="POST").respond_with_handler(_wide_havn(field))
+    host = make_host(http_config(httpserver.url_for("/").rstrip("/"), HAVN_MAX_RETRIES=0), database=database)
+    allow(host)
+    project_id = _new_project(host)
+    response = host.app.test_client().post(f"/havn/projects/{project_id}/sync",
+                                           json={"email": "owner@example.com", "name": "Owner"})
+    assert response.status_code == 502, response.get_json()
+    assert "70 characters" in response.get_json()["message"]
+    with host.app.app_context():
+        project = host.havn.models.Project.query.one()
+        (owner,) = project.members
+        assert (project.sync_state, project.referral_code) == ("failed", None)
+        assert (owner.sync_state, owner.havn_user_id) == ("failed", None)
+        assert "70 characters" in project.last_error
+
+
+def test_a_member_user_id_wider_than_its_column_marks_that_member_failed(make_host: Any, database: Any,
+                                                                        httpserver: Any) -> None:
+    from _projects_helpers import http_config
+
+    httpserver.expect_request("/api/v1/webhook/user-sync", method="POST").respond_with_handler(_wide_havn("x"))
+    host = make_host(http_config(httpserver.url_for("/").rstrip("/"), HAVN_MAX_RETRIES=0), database=database)
+    with host.app.app_context():
+        project = host.havn.create_project("Team")
+        project.referral_code, project.sync_state = "HAVN-TT-001", "synced"
+        host.db.session.commit()
+        result = host.havn.sync_members(project, [{"email": "m@example.com", "name": "M"}])
+        assert result.summary.success == 1  # what HAVN said
+        (member,) = project.members
+        assert (member.sync_state, member.havn_user_id) == ("failed", None)
+        assert "havn_user_id of 70 characters" in member.last_error
