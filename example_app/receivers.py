@@ -7,9 +7,9 @@ and if anything raises, nothing is kept and HAVN retries. They are idempotent
 per event (a replayed event adds no second line).
 
 What they store fits ShopEasy's columns on every database: a referral code
-wider than ``ActivityItem.referral_code`` or a level beyond a 32-bit
-``INTEGER`` is kept only in the message text (PostgreSQL would refuse the row,
-and the event would fail on every retry). An event marked ``test_mode`` is
+wider than ``ActivityItem.referral_code`` (or with a NUL) or a level beyond a
+32-bit ``INTEGER`` is kept only in the message text (PostgreSQL would refuse
+the row, and the event would fail on every retry). An event marked ``test_mode`` is
 left out of the feed unless ShopEasy itself runs with ``HAVN_TEST_MODE``: a
 test event (``flask havn trigger``) shows in the webhook log, not as money earned.
 """
@@ -52,8 +52,16 @@ def _int(value: Any) -> Optional[int]:
 
 
 def _fits(value: Any, column: str) -> Optional[str]:
-    """``value`` if it is text that fits ``ActivityItem.<column>``, else ``None``."""
-    return value if isinstance(value, str) and len(value) <= column_length(ActivityItem, column) else None
+    """``value`` if it is text that fits ``ActivityItem.<column>`` (and has no NUL), else ``None``."""
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    return value if len(value) <= column_length(ActivityItem, column) else None
+
+
+def _shown(text: str) -> str:
+    """``text`` for the message column: a NUL (flask_havn stores it in the event's JSON, but no text
+    column takes it) shown as U+FFFD."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _not_ours(event: Any) -> bool:
@@ -77,7 +85,7 @@ def record_commissions(sender: Flask, *, event: Any, payment: Any, commissions: 
             payment_id=payment.id if payment is not None else None,
             referral_code=_fits(code, "referral_code"), level=level if level in _INTEGER_RANGE else None,
             amount=amount, currency="USD",
-            message=f"{code or 'An associate'} earned {format_money(amount, 'USD')}{level_text} "
+            message=f"{_shown(code or 'An associate')} earned {format_money(amount, 'USD')}{level_text} "
                     f"on {_payment_label(payment)}",
         ))
 

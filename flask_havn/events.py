@@ -4,8 +4,8 @@ The pure half of the webhook receiver (webhook-events.md): :func:`parse_envelope
 turns verified body bytes into an :class:`Event` (or raises
 :class:`EnvelopeError`, answered 400, also for a body nested deeper than
 ``rules.MAX_JSON_DEPTH``, an integer no ``BIGINT`` column can hold, an amount
-outside 0..2**63-1, or text no database stores); :func:`check_columns` refuses
-text wider than its column; :func:`find_payment` matches an event to the
+outside 0..2**63-1, or a lone surrogate); :func:`check_columns` refuses
+text wider than its column, or with a NUL where a text column gets it; :func:`find_payment` matches an event to the
 host's Payment (a test-mode event only a test-mode one); :func:`apply_event`
 writes what the event says onto it.
 No commit happens here: the caller owns the transaction.
@@ -113,8 +113,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_values(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
-    """Refuse integers no ``BIGINT`` can hold anywhere, out-of-range money fields, and text no
-    database stores (a NUL or a lone surrogate, in a key or a value).
+    """Refuse integers no ``BIGINT`` can hold anywhere, out-of-range money fields, and a lone
+    surrogate in any key or value (no text: nothing can store, log or render it). A NUL is kept (the
+    JSON column stores it escaped); :func:`check_columns` refuses it where a text column would get it.
 
     A sender bug (say ``10**30`` cents) must be answered 400 once, not stored
     and then fail with an overflow, answered 500 on every retry for days.
@@ -143,7 +144,7 @@ def _check_values(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
             raise EnvelopeError("an integer in the envelope does not fit in 64 bits")
         elif isinstance(value, str):
             try:
-                rules.check_storable(value, "text")
+                rules.check_unicode(value, "text")
             except HAVNValidationError as exc:
                 raise EnvelopeError(f"a text in the envelope {exc.reason}") from None
 
@@ -158,26 +159,30 @@ def parse_envelope(body: bytes, expected_id: Optional[str] = None) -> Event:
     try:
         envelope = rules.load_json(body, "body")
     except HAVNValidationError as exc:
-        raise EnvelopeError(f"the body {exc.reason}") from None
+        raise EnvelopeError(f"the body is not UTF-8 JSON we accept: it {exc.reason}") from None
     return Event.from_envelope(envelope, expected_id=expected_id)
 
 
 def check_columns(event: Event, event_model: Any, payment_model: Any) -> None:
-    """Refuse (:class:`EnvelopeError`) an event with text longer than the column it is written to.
+    """Refuse (:class:`EnvelopeError`) an event with text a column it is written to cannot hold.
 
-    The widths come from the models: the event's ``id``, ``type`` and
-    ``created_at`` (``havn_webhook_events``) and HAVN's ``transaction_id``
-    (``havn_payments.havn_transaction_id``). SQLite would store a longer value,
-    PostgreSQL refuses it: the event would fail on every retry; a 400 once
-    (nothing stored) is the honest answer.
+    That is text longer than the column — widths from the models: the event's
+    ``id``, ``type`` and ``created_at`` (``havn_webhook_events``), HAVN's
+    ``transaction_id`` (``havn_payments.havn_transaction_id``) — or with a NUL
+    in one of those or in a conversion failure's ``reason`` (``last_error``).
+    SQLite would store it, PostgreSQL refuses it: the event would fail on every
+    retry; a 400 once (nothing stored) is the honest answer.
     """
     transaction_id = _transaction(event.data).get("transaction_id")
-    for value, model, column in ((event.id, event_model, "id"), (event.type, event_model, "type"),
-                                 (event.created_at, event_model, "event_created_at"),
-                                 (transaction_id, payment_model, "havn_transaction_id")):
+    texts = ((event.id, event_model, "id"), (event.type, event_model, "type"),
+             (event.created_at, event_model, "event_created_at"), (transaction_id, payment_model, "havn_transaction_id"))
+    for value, model, column in texts:
         width = column_length(model, column)
         if isinstance(value, str) and len(value) > width:
             raise EnvelopeError(f"{column} has {len(value)} characters; the column holds {width}")
+    for value, column in [(value, column) for value, _, column in texts] + [(event.data.get("reason"), "reason")]:
+        if isinstance(value, str) and "\x00" in value:
+            raise EnvelopeError(f"{column} contains a NUL character, which a text column cannot store")
 
 
 def _transaction(data: Mapping[str, Any]) -> Mapping[str, Any]:

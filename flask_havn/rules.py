@@ -43,6 +43,7 @@ __all__ = [
     "MAX_CUSTOM_FIELD_TEXT",
     "MAX_CUSTOM_FIELDS_BYTES",
     "check_storable",
+    "check_unicode",
     "check_recorded_custom_fields",
     "json_depth",
     "load_json",
@@ -72,6 +73,7 @@ _EMAIL = re.compile(r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$")
 #: What no database text column stores: NUL (PostgreSQL refuses it) and unpaired UTF-16 surrogates
 #: (they have no UTF-8 form; ``"\ud800"`` is valid JSON but not text).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 #: A JSON string (escapes included; an unterminated one runs to the end, so the scan never restarts
 #: inside it and stays linear), and anything that is not a bracket: what the depth scan skips.
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
@@ -163,7 +165,17 @@ def check_recorded_custom_fields(value: Any, field: str = "custom_fields") -> di
 
 def check_storable(value: str, field: str) -> str:
     """``value`` unless it holds a character no database text column stores (NUL, a lone surrogate)."""
-    found = _UNSTORABLE.search(value)
+    return _refuse(_UNSTORABLE, value, field)
+
+
+def check_unicode(value: str, field: str) -> str:
+    """``value`` unless it holds a lone UTF-16 surrogate: valid as a JSON escape, but not text (it has
+    no UTF-8 form, so it cannot be stored, logged or rendered; I-JSON, RFC 7493, forbids it)."""
+    return _refuse(_SURROGATE, value, field)
+
+
+def _refuse(pattern: "re.Pattern[str]", value: str, field: str) -> str:
+    found = pattern.search(value)
     if found is not None:
         what = "a NUL character" if found.group() == "\x00" else "an unpaired UTF-16 surrogate"
         raise HAVNValidationError(field, f"contains {what} (at position {found.start()}), which cannot be "

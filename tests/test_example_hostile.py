@@ -53,6 +53,14 @@ def test_a_referral_code_and_level_beyond_shopeasy_columns_stay_in_the_message(s
     assert event.status == "processed"
 
 
+def test_a_nul_in_a_referral_code_stays_out_of_shopeasy_columns(shop: Shop) -> None:
+    response = shop.send_event(_commission_event("evt_shopeasy_nul_code_0001", {"referral_code": "HAVN\x00X"}))
+    assert response.status_code == 200, response.get_json()
+    (item,) = shop.rows(ActivityItem)
+    assert item.referral_code is None and item.message.startswith("HAVN\ufffdX earned 5.00 USD")
+    assert "HAVN\ufffdX earned" in text(shop.client.get("/activity"))
+
+
 def test_values_that_fit_shopeasy_columns_are_kept(shop: Shop) -> None:
     code = "C" * column_length(ActivityItem, "referral_code")
     response = shop.send_event(_commission_event("evt_shopeasy_wide_values_02", {"referral_code": code,

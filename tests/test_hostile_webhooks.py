@@ -117,25 +117,44 @@ def test_envelope_texts_wider_than_their_column_are_400(host: Any, column: str) 
         host, lambda: post(host.app.test_client(), payload, msg_id=msg_id, timestamp=NOW), payment_id)
 
 
-UNSTORABLE_PLACES = ["reason", "referral_code", "key"]
-
-
-@pytest.mark.parametrize("kind", sorted(UNSTORABLE))
-@pytest.mark.parametrize("place", UNSTORABLE_PLACES)
-def test_text_no_database_stores_is_400(host: Any, kind: str, place: str) -> None:
-    payment_id = add_payment(host)
-    bad = UNSTORABLE[kind]
+def _with_text(place: str, text: str) -> Dict[str, Any]:
+    """An event carrying ``text`` at ``place``: a column-bound one (``reason`` → ``last_error``,
+    ``transaction_id``) or one kept only in the event's JSON (a commission's code, a key of ``data``)."""
     if place == "reason":
-        payload = envelope("transaction.conversion_failed", data={
-            "transaction": {"payment_gateway_transaction_id": "pi_local_1", "status": "FAILED"}, "reason": bad})
+        return envelope("transaction.conversion_failed", data={
+            "transaction": {"payment_gateway_transaction_id": "pi_local_1", "status": "FAILED"}, "reason": text})
+    payload = envelope()
+    if place == "transaction_id":
+        payload["data"]["transaction"]["transaction_id"] = text
+    elif place == "referral_code":
+        payload["data"]["commissions"][0]["referral_code"] = text
     else:
-        payload = envelope()
-        if place == "referral_code":
-            payload["data"]["commissions"][0]["referral_code"] = bad
-        else:
-            payload["data"]["extra"] = {bad: 1}
-    text = json.dumps(payload)  # ASCII with \u escapes: how a sender puts a lone surrogate in valid JSON
+        payload["data"]["extra"] = {text: 1}
+    return payload
+
+
+@pytest.mark.parametrize("place", ["reason", "transaction_id", "referral_code", "key"])
+def test_a_lone_surrogate_anywhere_is_400(host: Any, place: str) -> None:
+    payment_id = add_payment(host)
+    text = json.dumps(_with_text(place, UNSTORABLE["surrogate"]))  # ASCII with \u escapes: valid JSON
     _assert_refused_every_time(host, lambda: _post_text(host, text), payment_id)
+
+
+@pytest.mark.parametrize("place", ["reason", "transaction_id"])
+def test_a_nul_bound_for_a_text_column_is_400(host: Any, place: str) -> None:
+    payment_id = add_payment(host)
+    text = json.dumps(_with_text(place, UNSTORABLE["nul"]))
+    _assert_refused_every_time(host, lambda: _post_text(host, text), payment_id)
+
+
+@pytest.mark.parametrize("place", ["referral_code", "key"])
+def test_a_nul_kept_only_in_the_event_json_is_stored_and_applied(host: Any, place: str) -> None:
+    payment_id = add_payment(host)
+    payload = _with_text(place, UNSTORABLE["nul"])
+    assert post(host.app.test_client(), payload, timestamp=NOW).status_code == 200
+    stored = event_rows(host)[EVT]
+    assert (stored["status"], stored["payload"]["data"]) == ("processed", payload["data"])
+    assert payment_row(host, payment_id)["commissions"] == payload["data"]["commissions"]
 
 
 # -- test mode ------------------------------------------------------------------------------------

@@ -142,3 +142,10 @@ def test_recorded_custom_fields_bounds_inclusive():
             rules.check_recorded_custom_fields(bad)
         assert info.value.field == field
     assert rules.check_custom_fields({"n": 2 ** 64}) == {"n": 2 ** 64}  # the client's own rule stays HAVN's
+
+
+def test_check_unicode_refuses_only_lone_surrogates():
+    assert rules.check_unicode("nul\x00 and \U0001F600", "f") == "nul\x00 and \U0001F600"
+    for bad in ("\ud800", "x\udc00"):
+        with pytest.raises(HAVNValidationError, match="unpaired UTF-16 surrogate"):
+            rules.check_unicode(bad, "f")
