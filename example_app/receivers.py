@@ -5,6 +5,13 @@ them. They run inside the inbound event's database transaction, so they only
 ``db.session.add`` (never commit): the rows commit together with the event,
 and if anything raises, nothing is kept and HAVN retries. They are idempotent
 per event (a replayed event adds no second line).
+
+What they store fits ShopEasy's columns on every database: a referral code
+wider than ``ActivityItem.referral_code`` (or with a NUL) or a level beyond a
+32-bit ``INTEGER`` is kept only in the message text (PostgreSQL would refuse
+the row, and the event would fail on every retry). An event marked ``test_mode`` is
+left out of the feed unless ShopEasy itself runs with ``HAVN_TEST_MODE``: a
+test event (``flask havn trigger``) shows in the webhook log, not as money earned.
 """
 from __future__ import annotations
 
@@ -13,9 +20,10 @@ from typing import Any, Dict, List, Optional
 import sqlalchemy as sa
 from flask import Flask
 
+from flask_havn.models import column_length
 from flask_havn.signals import commission_distributed, conversion_failed
 
-from .extensions import db
+from .extensions import db, havn
 from .models import ActivityItem
 from .money import CURRENCIES, format_money
 
@@ -35,14 +43,36 @@ def _payment_label(payment: Any) -> str:
     return f"payment #{payment.id}{name}"
 
 
+#: Range of a 32-bit ``INTEGER`` column (``ActivityItem.level``) on PostgreSQL.
+_INTEGER_RANGE = range(-(2 ** 31), 2 ** 31)
+
+
 def _int(value: Any) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _fits(value: Any, column: str) -> Optional[str]:
+    """``value`` if it is text that fits ``ActivityItem.<column>`` (and has no NUL), else ``None``."""
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    return value if len(value) <= column_length(ActivityItem, column) else None
+
+
+def _shown(text: str) -> str:
+    """``text`` for the message column: a NUL (flask_havn stores it in the event's JSON, but no text
+    column takes it) shown as U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _not_ours(event: Any) -> bool:
+    """A test-mode event while ShopEasy runs live (or the other way round): not for the feed."""
+    return event is not None and bool(event.test_mode) != bool(havn.config.test_mode)
 
 
 def record_commissions(sender: Flask, *, event: Any, payment: Any, commissions: List[Dict[str, Any]],
                        **extra: Any) -> None:
     """``commission_distributed``: one activity line per commission earned."""
-    if _already_recorded(event.id):
+    if _not_ours(event) or _already_recorded(event.id):
         return
     for line, commission in enumerate(commissions):
         code = commission.get("referral_code")
@@ -53,8 +83,9 @@ def record_commissions(sender: Flask, *, event: Any, payment: Any, commissions: 
         db.session.add(ActivityItem(
             kind="commission", event_id=event.id, line=line,
             payment_id=payment.id if payment is not None else None,
-            referral_code=code, level=level, amount=amount, currency="USD",
-            message=f"{code or 'An associate'} earned {format_money(amount, 'USD')}{level_text} "
+            referral_code=_fits(code, "referral_code"), level=level if level in _INTEGER_RANGE else None,
+            amount=amount, currency="USD",
+            message=f"{_shown(code or 'An associate')} earned {format_money(amount, 'USD')}{level_text} "
                     f"on {_payment_label(payment)}",
         ))
 
@@ -67,7 +98,7 @@ def record_conversion_failure(sender: Flask, *, event: Any, payment: Any, reason
     synchronous answer, whichever came first; keyed on the event id or the payment.
     """
     key = event.id if event is not None else f"answer:payment:{payment.id if payment is not None else '?'}"
-    if _already_recorded(key):
+    if _not_ours(event) or _already_recorded(key):
         return
     data = details if details is not None else (event.data if event is not None else {})
     currency = data.get("original_currency") if isinstance(data.get("original_currency"), str) else None

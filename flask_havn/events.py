@@ -2,26 +2,32 @@
 
 The pure half of the webhook receiver (webhook-events.md): :func:`parse_envelope`
 turns verified body bytes into an :class:`Event` (or raises
-:class:`EnvelopeError`, answered 400, also for an integer no ``BIGINT`` column
-can hold or an amount outside 0..2**63-1); :func:`find_payment` matches an event to
-the host's Payment; :func:`apply_event` writes what the event says onto it.
+:class:`EnvelopeError`, answered 400, also for a body nested deeper than
+``rules.MAX_JSON_DEPTH``, an integer no ``BIGINT`` column can hold, an amount
+outside 0..2**63-1, or a lone surrogate); :func:`check_columns` refuses
+text wider than its column, or with a NUL where a text column gets it; :func:`find_payment` matches an event to the
+host's Payment (a test-mode event only a test-mode one); :func:`apply_event`
+writes what the event says onto it.
 No commit happens here: the caller owns the transaction.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import sqlalchemy as sa
 
+from . import rules
 from .currency import FAILURE_KEYS, failure_details
+from .errors import HAVNValidationError
+from .models import column_length
 
 __all__ = [
     "Event",
     "EnvelopeError",
     "parse_envelope",
+    "check_columns",
     "find_payment",
     "apply_event",
     "commissions_of",
@@ -42,7 +48,7 @@ MAX_ID_LENGTH = 100
 _MAX_CREATED_AT = 40
 #: Largest integer an envelope may carry anywhere (and smallest, negated minus one): a signed 64-bit
 #: ``BIGINT``. Beyond it a column write overflows, and the event would fail on every retry.
-MAX_INT = 2 ** 63 - 1
+MAX_INT = rules.MAX_INT64
 #: Money fields (paths in ``data``) written to ``BIGINT`` columns: an integer there must be 0..MAX_INT.
 AMOUNT_PATHS = (
     ("total_commission",), ("transaction", "amount"), ("transaction", "amount_usd"),
@@ -97,7 +103,7 @@ class Event:
             test_mode = False
         if not isinstance(test_mode, bool):
             raise EnvelopeError("test_mode must be true or false")
-        _check_integers(envelope, data)
+        _check_values(envelope, data)
         return cls(id=event_id, type=event_type, created_at=created_at, test_mode=test_mode,
                    data=data, envelope=envelope)
 
@@ -106,8 +112,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_integers(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
-    """Refuse integers no ``BIGINT`` can hold anywhere, and out-of-range money fields.
+def _check_values(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
+    """Refuse integers no ``BIGINT`` can hold anywhere, out-of-range money fields, and a lone
+    surrogate in any key or value (no text: nothing can store, log or render it). A NUL is kept (the
+    JSON column stores it escaped); :func:`check_columns` refuses it where a text column would get it.
 
     A sender bug (say ``10**30`` cents) must be answered 400 once, not stored
     and then fail with an overflow, answered 500 on every retry for days.
@@ -125,31 +133,56 @@ def _check_integers(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
         if _is_int(value) and not 0 <= value <= MAX_INT:
             raise EnvelopeError(f"data.{name} must be an amount from 0 to {MAX_INT}")
     stack: List[Any] = [envelope]
-    while stack:  # iterative: the parsed body may be nested as deep as the JSON parser allowed
+    while stack:  # iterative, whatever the depth (load_json bounds it, a caller's dict may not be)
         value = stack.pop()
         if isinstance(value, dict):
             stack.extend(value.values())
+            stack.extend(value.keys())
         elif isinstance(value, list):
             stack.extend(value)
-        elif _is_int(value) and not -MAX_INT - 1 <= value <= MAX_INT:
+        elif _is_int(value) and not rules.MIN_INT64 <= value <= MAX_INT:
             raise EnvelopeError("an integer in the envelope does not fit in 64 bits")
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+        elif isinstance(value, str):
+            try:
+                rules.check_unicode(value, "text")
+            except HAVNValidationError as exc:
+                raise EnvelopeError(f"a text in the envelope {exc.reason}") from None
 
 
 def parse_envelope(body: bytes, expected_id: Optional[str] = None) -> Event:
-    """Parse verified body bytes (strict UTF-8 JSON, no NaN/Infinity) into an :class:`Event`.
+    """Parse verified body bytes into an :class:`Event` with :func:`flask_havn.rules.load_json`:
+    strict UTF-8 JSON, no NaN/Infinity, at most :data:`~flask_havn.rules.MAX_JSON_DEPTH` levels deep
+    (a deeper body parses, then cannot be stored: it would be answered 500 on every retry).
 
     ``expected_id`` is the ``webhook-id`` header: the envelope's ``id`` must equal it.
     """
     try:
-        text = body.decode("utf-8")
-        envelope = json.loads(text, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise EnvelopeError(f"the body is not UTF-8 JSON ({type(exc).__name__})") from None
+        envelope = rules.load_json(body, "body")
+    except HAVNValidationError as exc:
+        raise EnvelopeError(f"the body is not UTF-8 JSON we accept: it {exc.reason}") from None
     return Event.from_envelope(envelope, expected_id=expected_id)
+
+
+def check_columns(event: Event, event_model: Any, payment_model: Any) -> None:
+    """Refuse (:class:`EnvelopeError`) an event with text a column it is written to cannot hold.
+
+    That is text longer than the column — widths from the models: the event's
+    ``id``, ``type`` and ``created_at`` (``havn_webhook_events``), HAVN's
+    ``transaction_id`` (``havn_payments.havn_transaction_id``) — or with a NUL
+    in one of those or in a conversion failure's ``reason`` (``last_error``).
+    SQLite would store it, PostgreSQL refuses it: the event would fail on every
+    retry; a 400 once (nothing stored) is the honest answer.
+    """
+    transaction_id = _transaction(event.data).get("transaction_id")
+    texts = ((event.id, event_model, "id"), (event.type, event_model, "type"),
+             (event.created_at, event_model, "event_created_at"), (transaction_id, payment_model, "havn_transaction_id"))
+    for value, model, column in texts:
+        width = column_length(model, column)
+        if isinstance(value, str) and len(value) > width:
+            raise EnvelopeError(f"{column} has {len(value)} characters; the column holds {width}")
+    for value, column in [(value, column) for value, _, column in texts] + [(event.data.get("reason"), "reason")]:
+        if isinstance(value, str) and "\x00" in value:
+            raise EnvelopeError(f"{column} contains a NUL character, which a text column cannot store")
 
 
 def _transaction(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -166,18 +199,24 @@ def _int(value: Any) -> Optional[int]:
     return value if _is_int(value) and 0 <= value <= MAX_INT else None
 
 
-def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any]) -> Optional[Any]:
+def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any], *,
+                 test_mode: bool = False) -> Optional[Any]:
     """The local Payment an event's ``data.transaction`` names, or ``None``.
 
     Tried in order: ``payment_gateway_transaction_id`` (unique), ``invoice_id``
     (only when exactly one payment carries it: an ambiguous invoice matches
     nothing), then HAVN's ``transaction_id`` against ``havn_transaction_id``.
+    A ``test_mode`` event matches only payments recorded in test mode: it never
+    changes live data.
     """
     transaction = _transaction(data)
+    query = sa.select(payment_model)
+    if test_mode:
+        query = query.where(payment_model.test_mode.is_(True))
     gateway_id = _text(transaction.get("payment_gateway_transaction_id"))
     if gateway_id is not None:
         found = session.execute(
-            sa.select(payment_model).where(payment_model.payment_gateway_transaction_id == gateway_id)
+            query.where(payment_model.payment_gateway_transaction_id == gateway_id)
         ).scalar_one_or_none()
         if found is not None:
             return found
@@ -186,7 +225,7 @@ def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any]) -> O
         value = _text(transaction.get(key))
         if value is None:
             continue
-        rows = session.execute(sa.select(payment_model).where(column == value).limit(2)).scalars().all()
+        rows = session.execute(query.where(column == value).limit(2)).scalars().all()
         if len(rows) == 1:
             return rows[0]
     return None

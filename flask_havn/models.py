@@ -30,6 +30,7 @@ __all__ = [
     "PAYMENT_STATUSES",
     "DELIVERY_STATES",
     "EVENT_STATUSES",
+    "column_length",
     "utcnow",
 ]
 
@@ -52,6 +53,15 @@ EVENT_STATUSES = ("received", "processed", "ignored", "failed")
 def utcnow() -> datetime:
     """Naive UTC now (portable across SQLite and PostgreSQL ``TIMESTAMP`` columns)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def column_length(model: Any, name: str) -> int:
+    """The declared width of ``model``'s string column ``name``: the longest value it stores everywhere.
+
+    SQLite stores longer text, PostgreSQL refuses it (and MySQL truncates), so
+    every value is checked against this before it is written or sent to HAVN.
+    """
+    return int(model.__table__.c[name].type.length)
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,10 @@ def _declare(db: Any) -> Models:
         payment_gateway_transaction_id = sa.Column(sa.String(200), nullable=False, unique=True)
         transaction_type = sa.Column(sa.String(50), nullable=True)
         custom_fields = sa.Column(sa.JSON, nullable=True)
+        #: Recorded while ``HAVN_TEST_MODE`` was on: test data. Only test-mode events change it (an event
+        #: marked ``test_mode`` never changes a live payment), and ``flask havn trigger`` needs ``--force``
+        #: for any other payment. Existing databases: add it with ``server_default`` false.
+        test_mode = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
         delivery_state = sa.Column(sa.String(20), nullable=False, default="pending")
         havn_transaction_id = sa.Column(sa.String(64), nullable=True, index=True)
         attempts = sa.Column(sa.Integer, nullable=False, default=0)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from . import rules
 from .currency import MAX_ORIGINAL_AMOUNT, convert_to_usd, with_audit
 from .errors import HAVNConflictError, HAVNValidationError
-from .models import DELIVERY_STATES, PAYMENT_STATUSES, utcnow
+from .models import DELIVERY_STATES, PAYMENT_STATUSES, column_length, utcnow
 from .outbox.backlog import REQUEUED
 from .projects import commit, get_row
 from .rows import PaymentRow
@@ -28,9 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Payments", "Recorded", "PAYMENT_FIELDS", "generate_gateway_id", "MAX_ORIGINAL_AMOUNT"]
 
-#: Optional text arguments of :meth:`Payments.record` and their longest accepted length.
-_TEXT_LIMITS = (("invoice_id", 100), ("customer_id", 100), ("voucher_code", 100), ("transaction_type", 50),
-                ("payment_gateway", 100))
+#: Optional text arguments of :meth:`Payments.record`; each is at most as long as its column.
+_TEXT_FIELDS = ("invoice_id", "customer_id", "voucher_code", "transaction_type", "payment_gateway")
 #: Keyword arguments :meth:`Payments.record` accepts besides ``project``, ``amount`` and ``currency``.
 PAYMENT_FIELDS = ("customer_email", "status", "invoice_id", "customer_id", "voucher_code", "transaction_type",
                   "payment_gateway", "payment_gateway_transaction_id", "custom_fields", "subtotal")
@@ -152,6 +151,14 @@ class Payments:
         of 1,000,000,000 minor units applies to the amount *sent*: the original
         amount in USD or server mode, the USD cents in client mode (whose
         original amount may be up to :data:`MAX_ORIGINAL_AMOUNT`).
+
+        Every text must fit its column of ``havn.models.Payment`` (checked here,
+        so PostgreSQL never refuses it half-way) and be storable text (no NUL, no
+        lone surrogate). ``custom_fields`` come back in HAVN's events, so they are
+        bounded to what the webhook receiver accepts (see
+        :func:`flask_havn.rules.check_recorded_custom_fields`: keys up to 40
+        characters, text up to 500, integers within 64 bits, 2 KB in all). A
+        payment recorded while ``HAVN_TEST_MODE`` is on is marked ``test_mode``.
         """
         return self.record_or_get(
             project, amount, currency, customer_email=customer_email, status=status, invoice_id=invoice_id,
@@ -184,7 +191,7 @@ class Payments:
             filled = referred is not None and values["voucher_code"] is None
             if filled:
                 values["voucher_code"] = referred.referral_voucher_code
-            payment = self._model(delivery_state="pending", attempts=0, **values)
+            payment = self._model(delivery_state="pending", attempts=0, test_mode=state.config.test_mode, **values)
             if payment.status == "completed":
                 payment.completed_at = utcnow()
             try:
@@ -282,23 +289,26 @@ class Payments:
         if status not in PAYMENT_STATUSES:
             errors.add("status", f"must be one of {', '.join(PAYMENT_STATUSES)}")
         values["status"] = status
+        Payment = self._model
         email = fields.get("customer_email")
         if email is None:
             errors.add("customer_email", "is required: HAVN needs the paying customer's email address")
         else:
             values["customer_email"] = errors.check(
-                rules.check_email, email.strip() if isinstance(email, str) else email, "customer_email")
-        for key, limit in _TEXT_LIMITS:
-            values[key] = errors.check(rules.optional_text, fields.get(key), key, limit)
+                rules.check_email, email.strip() if isinstance(email, str) else email, "customer_email",
+                max_length=column_length(Payment, "customer_email"))
+        for key in _TEXT_FIELDS:
+            values[key] = errors.check(rules.optional_text, fields.get(key), key, column_length(Payment, key))
         values["payment_gateway"] = (values["payment_gateway"] or config.payment_gateway).upper()
         gateway_id = fields.get("payment_gateway_transaction_id")
         values["payment_gateway_transaction_id"] = None
         if gateway_id is not None:
             values["payment_gateway_transaction_id"] = errors.check(
-                rules.check_text, gateway_id, "payment_gateway_transaction_id", max_length=200, strip=True)
+                rules.check_text, gateway_id, "payment_gateway_transaction_id", strip=True,
+                max_length=column_length(Payment, "payment_gateway_transaction_id"))
         custom = fields.get("custom_fields")
         values["custom_fields"] = None if custom is None else errors.check(
-            rules.check_custom_fields, custom, "custom_fields")
+            rules.check_recorded_custom_fields, custom, "custom_fields")
         subtotal = fields.get("subtotal")
         values["subtotal"] = None
         if subtotal is not None:

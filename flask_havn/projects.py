@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from . import rules
 from .announce import announce
 from .errors import HAVNAPIError, HAVNConflictError, HAVNError, HAVNRecordNotFoundError, HAVNValidationError
-from .models import SYNC_STATES, utcnow
+from .models import SYNC_STATES, column_length, utcnow
 from .rows import ProjectRow
 from .signals import members_synced, project_synced
 
@@ -110,7 +110,8 @@ class Projects:
         HAVN knows it is HAVN's to say when the owner is synced.
         """
         errors = rules.FieldErrors()
-        clean_name = errors.check(rules.check_text, name, "name", max_length=200, strip=True)
+        clean_name = errors.check(rules.check_text, name, "name", strip=True,
+                                  max_length=column_length(self._models.Project, "name"))
         upline = errors.check(rules.optional_code, upline_referral_code, "upline_referral_code", upper=True)
         errors.raise_if_any()
         project = self._models.Project(name=clean_name, upline_referral_code=upline, sync_state="pending")
@@ -133,8 +134,7 @@ class Projects:
         Project, Member = self._models.Project, self._models.ProjectMember
         project = self.get(project)
         errors = rules.FieldErrors()
-        email = errors.check(rules.check_email, email.strip() if isinstance(email, str) else email, "email")
-        name = errors.check(rules.check_text, name, "name", max_length=200, strip=True)
+        email, name = _check_member(errors, Member, email, name, "")
         errors.raise_if_any()
         email_key = email.lower()
         owner = Member.query.filter_by(project_id=project.id, role="owner").first()
@@ -161,6 +161,9 @@ class Projects:
             if not code:
                 raise HAVNAPIError("HAVN synced the owner but returned no referral code; try again, or contact "
                                    "HAVN support if it persists", response=result.raw)
+            associate_id = result.associate.associate_id if result.associate else None
+            _check_answer(((code, Project, "referral_code"), (associate_id, Project, "havn_associate_id"),
+                           (result.user_id, Member, "havn_user_id")), result.raw)
             clash = Project.query.filter(Project.referral_code == code, Project.id != project.id).first()
             if clash is not None:
                 raise HAVNConflictError(
@@ -173,7 +176,7 @@ class Projects:
             commit(session)
             raise
         project.referral_code = code
-        project.havn_associate_id = result.associate.associate_id if result.associate else None
+        project.havn_associate_id = associate_id
         project.sync_state = "synced"
         project.last_error = None
         project.synced_at = utcnow()
@@ -274,7 +277,7 @@ class Projects:
         errors = rules.FieldErrors()
         seen: Dict[str, int] = {}
         entries: List[Tuple[str, str]] = []
-        for index, where, email, name in _member_entries(users, errors):
+        for index, where, email, name in _member_entries(users, errors, self._models.ProjectMember):
             key = email.lower()
             if key in seen:
                 errors.add(f"{where}.email", f"is listed twice (also users[{seen[key]}])")
@@ -287,7 +290,19 @@ class Projects:
         return entries
 
 
-def _member_entries(users: Sequence[Any], errors: rules.FieldErrors) -> Iterator[Tuple[int, str, str, str]]:
+def _check_member(errors: rules.FieldErrors, member_model: Any, email: Any, name: Any,
+                  where: str) -> Tuple[Optional[str], Optional[str]]:
+    """A member's ``(email, name)``, each checked against its column (``None`` where a problem went to
+    ``errors``, fields prefixed with ``where``): nothing HAVN accepts can then fail to be stored."""
+    checked_email = errors.check(rules.check_email, email.strip() if isinstance(email, str) else email,
+                                 f"{where}email", max_length=column_length(member_model, "email"))
+    checked_name = errors.check(rules.check_text, name, f"{where}name", strip=True,
+                                max_length=column_length(member_model, "name"))
+    return checked_email, checked_name
+
+
+def _member_entries(users: Sequence[Any], errors: rules.FieldErrors,
+                    member_model: Any) -> Iterator[Tuple[int, str, str, str]]:
     """``(index, "users[i]", email, name)`` for each well-formed entry; problems go to ``errors``."""
     for index, user in enumerate(users):
         where = f"users[{index}]"
@@ -297,12 +312,30 @@ def _member_entries(users: Sequence[Any], errors: rules.FieldErrors) -> Iterator
         unknown = sorted(set(map(str, user)) - {"email", "name"})
         if unknown:
             errors.add(f"{where}.{unknown[0]}", "is not accepted; send only email and name")
-        raw_email = user.get("email")
-        email = errors.check(rules.check_email, raw_email.strip() if isinstance(raw_email, str) else raw_email,
-                             f"{where}.email")
-        name = errors.check(rules.check_text, user.get("name"), f"{where}.name", max_length=200, strip=True)
+        email, name = _check_member(errors, member_model, user.get("email"), user.get("name"), f"{where}.")
         if email is not None and name is not None:
             yield index, where, email, name
+
+
+def _too_wide(value: Any, model: Any, column: str) -> Optional[str]:
+    """Why ``value`` from HAVN's answer cannot be stored in ``model.<column>`` (``None``: it can).
+
+    Checked before anything is written: PostgreSQL would refuse the row after
+    HAVN already synced the user, and leave the two out of step.
+    """
+    width = column_length(model, column)
+    if isinstance(value, str) and len(value) > width:
+        return (f"HAVN answered a {column} of {len(value)} characters; this app stores at most {width} "
+                "(havn_* tables): widen the column with a migration, or contact HAVN support")
+    return None
+
+
+def _check_answer(values: Sequence[Tuple[Any, Any, str]], raw: Any) -> None:
+    """Raise :class:`HAVNAPIError` for the first value of HAVN's answer wider than its column."""
+    for value, model, column in values:
+        problem = _too_wide(value, model, column)
+        if problem is not None:
+            raise HAVNAPIError(problem, response=raw)
 
 
 def _record_batch(chunk: List[Any], batch: Any) -> None:
@@ -317,6 +350,9 @@ def _record_batch(chunk: List[Any], batch: Any) -> None:
             failed[index] = str(error.get("error") or "HAVN refused this user")
     user_ids = {str(r.email or "").lower(): r.user_id for r in batch.results}
     for index, member in enumerate(chunk):
+        problem = _too_wide(user_ids.get(member.email_key), type(member), "havn_user_id")
+        if problem is not None and index not in failed:
+            failed[index] = problem
         if index in failed:
             member.sync_state = "failed"
             member.last_error = failed[index]

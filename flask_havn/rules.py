@@ -6,9 +6,11 @@ field. No Flask, no I/O.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
-from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
+from itertools import accumulate
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union
 
 from .currency import MAX_CUSTOM_FIELDS, SUPPORTED_CURRENCIES, unsupported
 from .errors import HAVNValidationError
@@ -33,14 +35,50 @@ __all__ = [
     "check_bool",
     "check_country_code",
     "optional_code",
+    "MAX_INT64",
+    "MIN_INT64",
+    "MAX_JSON_DEPTH",
+    "MAX_EMAIL_LENGTH",
+    "MAX_CUSTOM_FIELD_KEY",
+    "MAX_CUSTOM_FIELD_TEXT",
+    "MAX_CUSTOM_FIELDS_BYTES",
+    "check_storable",
+    "check_unicode",
+    "check_recorded_custom_fields",
+    "json_depth",
+    "load_json",
 ]
 
 #: Largest amount HAVN accepts, in raw minor units ("$10M" in cents).
 MAX_AMOUNT = 1_000_000_000
 #: Largest id a 32-bit ``INTEGER`` primary key holds: larger ids cannot exist (and would overflow drivers).
 MAX_ID = 2 ** 31 - 1
+#: The range of a signed 64-bit ``BIGINT``: an integer outside it fits no integer column (and PostgreSQL
+#: refuses it), so JSON from outside may not carry one.
+MAX_INT64 = 2 ** 63 - 1
+MIN_INT64 = -(2 ** 63)
+#: Deepest nesting of objects and arrays accepted in JSON from outside (request bodies, webhook events).
+#: Ours are at most 4 deep; Python's parser and serialiser recurse once per level and fail near 1000.
+MAX_JSON_DEPTH = 32
+#: Longest email address (RFC 5321: a 256-octet path less its angle brackets).
+MAX_EMAIL_LENGTH = 254
+#: Bounds of a recorded payment's ``custom_fields`` (Stripe-metadata-like): HAVN echoes them back in its
+#: ``commission.distributed`` event, so they must stay small enough for the receiver to accept that event.
+MAX_CUSTOM_FIELD_KEY = 40
+MAX_CUSTOM_FIELD_TEXT = 500
+#: Largest ``custom_fields`` as compact UTF-8 JSON, in bytes.
+MAX_CUSTOM_FIELDS_BYTES = 2048
 CUSTOMER_TYPES = ("NEW_CUSTOMER", "RECURRING")
 _EMAIL = re.compile(r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$")
+#: What no database text column stores: NUL (PostgreSQL refuses it) and unpaired UTF-16 surrogates
+#: (they have no UTF-8 form; ``"\ud800"`` is valid JSON but not text).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: A JSON string (escapes included; an unterminated one runs to the end, so the scan never restarts
+#: inside it and stays linear), and anything that is not a bracket: what the depth scan skips.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def check_amount(value: Any, field: str = "amount", *, maximum: int = MAX_AMOUNT, over: str = "") -> int:
@@ -55,10 +93,14 @@ def check_amount(value: Any, field: str = "amount", *, maximum: int = MAX_AMOUNT
     return value
 
 
-def check_email(value: Any, field: str = "email") -> str:
-    """An address matching HAVN's pattern; returned unchanged (HAVN does not normalise)."""
+def check_email(value: Any, field: str = "email", *, max_length: int = MAX_EMAIL_LENGTH) -> str:
+    """An address matching HAVN's pattern, at most ``max_length`` characters (pass the width of the
+    column it is stored in when that is narrower); returned unchanged (HAVN does not normalise)."""
     if not isinstance(value, str) or not _EMAIL.match(value):
         raise HAVNValidationError(field, "must be a valid email address like name@example.com")
+    limit = min(max_length, MAX_EMAIL_LENGTH)
+    if len(value) > limit:
+        raise HAVNValidationError(field, f"must be at most {limit} characters (this one has {len(value)})")
     return value
 
 
@@ -89,6 +131,96 @@ def check_custom_fields(value: Any, field: str = "custom_fields") -> dict:
     return dict(value)
 
 
+def check_recorded_custom_fields(value: Any, field: str = "custom_fields") -> dict:
+    """:func:`check_custom_fields`, bounded so that HAVN's echo of them stays an event we accept.
+
+    HAVN sends a payment's ``custom_fields`` back in ``commission.distributed``;
+    whatever is recorded must pass the webhook receiver (integers within 64
+    bits, text a database stores) and stay small: keys of 1 to
+    :data:`MAX_CUSTOM_FIELD_KEY` characters, text values of at most
+    :data:`MAX_CUSTOM_FIELD_TEXT` characters, :data:`MAX_CUSTOM_FIELDS_BYTES`
+    bytes in all as compact UTF-8 JSON.
+    """
+    fields = check_custom_fields(value, field)
+    for key, item in fields.items():
+        where = f"{field}.{key[:MAX_CUSTOM_FIELD_KEY]}"
+        if not key or len(key) > MAX_CUSTOM_FIELD_KEY:
+            raise HAVNValidationError(where, f"keys must be 1 to {MAX_CUSTOM_FIELD_KEY} characters; shorten it")
+        check_storable(key, where)
+        if isinstance(item, str):
+            if len(item) > MAX_CUSTOM_FIELD_TEXT:
+                raise HAVNValidationError(where, f"text values must be at most {MAX_CUSTOM_FIELD_TEXT} characters "
+                                          f"(this one has {len(item)}); keep long data in your own tables and "
+                                          "put its id here")
+            check_storable(item, where)
+        elif isinstance(item, int) and not isinstance(item, bool) and not MIN_INT64 <= item <= MAX_INT64:
+            raise HAVNValidationError(where, f"integers must be from {MIN_INT64} to {MAX_INT64} (64 bits); "
+                                      "send a larger number as a string")
+    size = len(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_CUSTOM_FIELDS_BYTES:
+        raise HAVNValidationError(field, f"must be at most {MAX_CUSTOM_FIELDS_BYTES} bytes as JSON (these are "
+                                  f"{size}); keep long data in your own tables and put its id here")
+    return fields
+
+
+def check_storable(value: str, field: str) -> str:
+    """``value`` unless it holds a character no database text column stores (NUL, a lone surrogate)."""
+    return _refuse(_UNSTORABLE, value, field)
+
+
+def check_unicode(value: str, field: str) -> str:
+    """``value`` unless it holds a lone UTF-16 surrogate: valid as a JSON escape, but not text (it has
+    no UTF-8 form, so it cannot be stored, logged or rendered; I-JSON, RFC 7493, forbids it)."""
+    return _refuse(_SURROGATE, value, field)
+
+
+def _refuse(pattern: "re.Pattern[str]", value: str, field: str) -> str:
+    found = pattern.search(value)
+    if found is not None:
+        what = "a NUL character" if found.group() == "\x00" else "an unpaired UTF-16 surrogate"
+        raise HAVNValidationError(field, f"contains {what} (at position {found.start()}), which cannot be "
+                                  "stored; remove it")
+    return value
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text`` nests JSON objects and arrays, found by scanning, not parsing.
+
+    Strings are skipped (their brackets do not count), then the brackets left
+    are summed: linear time, no recursion, so it is safe on any input and
+    tells a document too deep to parse or store before ``json.loads`` sees it.
+    Invalid JSON gets a number too; the parser refuses it afterwards.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(raw: Union[bytes, str], field: str = "body", *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON from outside: strict UTF-8, no ``NaN``/``Infinity``, at most ``max_depth`` levels deep.
+
+    The one parser of the routes and the webhook receiver. A document nested
+    deeper than ``max_depth`` is refused before parsing (Python's parser and
+    serialiser recurse per level: a deep one parses, then fails to store);
+    every problem raises :class:`HAVNValidationError` on ``field``.
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+    except UnicodeDecodeError:
+        raise HAVNValidationError(field, "must be UTF-8 encoded JSON") from None
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise HAVNValidationError(field, f"nests objects and arrays {depth} levels deep; at most {max_depth} are "
+                                  "accepted, send a flatter document")
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise HAVNValidationError(field, f"is not valid JSON ({exc})"[:300]) from None
+
+
 def check_code(value: Any, field: str = "referral_code", *, upper: bool = False) -> str:
     """A referral/upline code: 3 … 50 characters, not blank (stripped; optionally upper-cased)."""
     if not isinstance(value, str) or not value.strip():
@@ -98,7 +230,7 @@ def check_code(value: Any, field: str = "referral_code", *, upper: bool = False)
         code = code.upper()
     if not 3 <= len(code) <= 50:
         raise HAVNValidationError(field, "must be 3 to 50 characters long")
-    return code
+    return check_storable(code, field)
 
 
 def optional_code(value: Any, field: str, *, upper: bool = False) -> Optional[str]:
@@ -107,11 +239,12 @@ def optional_code(value: Any, field: str, *, upper: bool = False) -> Optional[st
 
 
 def check_text(value: Any, field: str, *, max_length: int, strip: bool = False) -> str:
-    """A non-blank string of at most ``max_length`` characters."""
+    """A non-blank string of at most ``max_length`` characters that a database can store."""
     if not isinstance(value, str) or not value.strip():
         raise HAVNValidationError(field, "must be a non-empty string")
     if len(value) > max_length:
         raise HAVNValidationError(field, f"must be at most {max_length} characters")
+    check_storable(value, field)
     return value.strip() if strip else value
 
 
@@ -153,7 +286,7 @@ def optional_text(value: Any, field: str, max_length: int) -> Optional[str]:
         return None
     if len(text) > max_length:
         raise HAVNValidationError(field, f"must be at most {max_length} characters")
-    return text
+    return check_storable(text, field)
 
 
 class FieldErrors:

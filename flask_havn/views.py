@@ -32,7 +32,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .payments import PAYMENT_FIELDS
-from .rules import MAX_ID, FieldErrors
+from .rules import MAX_ID, FieldErrors, load_json
 from .state import get_state
 from .errors import (
     HAVNRecordNotFoundError,
@@ -57,6 +57,7 @@ _FORBIDDEN_UNREGISTERED = (
     "the current request may manage HAVN projects and payments (e.g. an admin check)."
 )
 _FORBIDDEN_DENIED = "Your @havn.authorize callback did not allow this request."
+_SEND_JSON = "send a JSON object with Content-Type: application/json"
 #: Fields POST /payments cannot do without, and what each must be.
 _REQUIRED_PAYMENT_FIELDS = (
     ("project_id", "is required: the id of the project the payment belongs to"),
@@ -150,9 +151,20 @@ def _json_fields(names: Mapping[str, str]) -> Iterator[None]:
 
 
 def _json_body() -> Dict[str, Any]:
-    data = request.get_json(silent=True)
+    """The request's JSON object, parsed by :func:`flask_havn.rules.load_json` (depth-bounded, strict).
+
+    Not ``request.get_json()``: a body nested a thousand levels deep parses
+    there, or raises ``RecursionError`` through it (a 500), and then cannot be
+    stored; here it is a 400 before anything runs.
+    """
+    if not request.is_json:
+        raise HAVNValidationError("body", _SEND_JSON)
+    try:
+        data = load_json(request.get_data(cache=True), "body")
+    except HAVNValidationError as exc:
+        raise HAVNValidationError("body", f"{exc.reason}; {_SEND_JSON}") from None
     if not isinstance(data, dict):
-        raise HAVNValidationError("body", "send a JSON object with Content-Type: application/json")
+        raise HAVNValidationError("body", _SEND_JSON)
     return data
 
 

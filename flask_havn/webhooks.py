@@ -3,8 +3,12 @@
 ``POST {HAVN_URL_PREFIX}{HAVN_WEBHOOK_PATH}`` (default ``/havn/webhooks``),
 following webhook-events.md. In order: the body size (413; at most
 ``HAVN_WEBHOOK_MAX_BYTES + 1`` bytes are ever read), the Standard Webhooks
-headers and signature over the raw bytes (400/401), the JSON envelope (400),
-then the event is stored once in ``havn_webhook_events`` and processed.
+headers and signature over the raw bytes (400/401), the JSON envelope (400:
+also nested deeper than ``rules.MAX_JSON_DEPTH``, an integer beyond 64 bits,
+text no database stores or wider than its column — what would otherwise fail
+to store on every retry), then the event is stored once in
+``havn_webhook_events`` and processed. An event marked ``test_mode`` changes
+only payments recorded in test mode, never a live one.
 
 Processing is one database transaction: the matching Payment is updated,
 then the signals are sent (``commission_distributed`` / ``conversion_failed``,
@@ -54,6 +58,7 @@ from .events import (
     EnvelopeError,
     Event,
     apply_event,
+    check_columns,
     commissions_of,
     find_payment,
     parse_envelope,
@@ -135,6 +140,7 @@ class WebhookReceiver:
             return _reject(exc.status_code or 401, exc.message)
         try:
             event = parse_envelope(body, expected_id=msg_id)
+            check_columns(event, self._model(), self._state.models.Payment)
         except EnvelopeError as exc:
             log.warning("webhook %r rejected (400): %s", msg_id, exc)
             return jsonify(error="invalid_payload", message="invalid payload"), 400
@@ -235,7 +241,7 @@ class WebhookReceiver:
             now = utcnow()
             if event.type in KNOWN_TYPES:
                 Payment = self._state.models.Payment
-                payment = find_payment(session, Payment, event.data)
+                payment = find_payment(session, Payment, event.data, test_mode=event.test_mode)
                 if payment is not None and event.type == CONVERSION_FAILED:
                     first_failure = _mark_conversion_failed(session, Payment, payment.id)
                 if payment is not None:

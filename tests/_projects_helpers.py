@@ -108,14 +108,18 @@ def states(host: Any) -> Counter:
 
 
 class TransactionCounter:
-    """WSGI middleware in front of a sandbox: counts transaction requests per gateway id that reached it."""
+    """WSGI middleware in front of a sandbox: counts transaction requests per gateway id that reached it
+    (``counts``), and every request by path (``paths``)."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.counts: Counter = Counter()
+        self.paths: Counter = Counter()
         self._lock = threading.Lock()
 
     def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with self._lock:
+            self.paths[environ.get("PATH_INFO", "")] += 1
         if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO", "").endswith("/webhook/transaction"):
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""

@@ -23,12 +23,12 @@ def _run(host: Any, *args: str) -> Any:
 
 
 def test_trigger_commission_for_a_payment_in_process(host: Any) -> None:
-    payment_id = add_payment(host)
+    payment_id = add_payment(host, test_mode=True)
     with record_signals(signals.commission_distributed) as sent:
         result = _run(host, "trigger", "commission.distributed", "--payment", str(payment_id))
     assert result.exit_code == 0, result.output
     assert "commission.distributed evt_" in result.output
-    assert "-> POST /havn/webhooks: 200" in result.output
+    assert "(test-mode) -> POST /havn/webhooks: 200" in result.output
     row = payment_row(host, payment_id)
     assert row["delivery_state"] == "sent"
     assert row["total_commission"] == 8000  # 5 % + 3 % of 100000 cents
@@ -38,7 +38,8 @@ def test_trigger_commission_for_a_payment_in_process(host: Any) -> None:
 
 
 def test_trigger_conversion_failed_by_gateway_id(host: Any) -> None:
-    payment_id = add_payment(host, currency="IDR", amount=150000, payment_gateway_transaction_id="mt_5521")
+    payment_id = add_payment(host, currency="IDR", amount=150000, payment_gateway_transaction_id="mt_5521",
+                             test_mode=True)
     result = _run(host, "trigger", "transaction.conversion_failed", "--payment", "mt_5521")
     assert result.exit_code == 0, result.output
     row = payment_row(host, payment_id)
@@ -64,7 +65,7 @@ def test_trigger_refuses_unknown_types_and_payments(host: Any) -> None:
 
 
 def test_trigger_over_http_to_a_live_app(host: Any) -> None:
-    payment_id = add_payment(host)
+    payment_id = add_payment(host, test_mode=True)
     with SandboxServer(host.app) as live:
         url = live.url + "/havn/webhooks"
         result = _run(host, "trigger", "commission.distributed", "--payment", str(payment_id), "--url", url)

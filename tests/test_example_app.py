@@ -103,14 +103,19 @@ def live_shop(tmp_path: Any) -> Iterator[Shop]:
     yield from _build(tmp_path)
 
 
-@pytest.fixture
-def network(shop: Shop) -> SimpleNamespace:
-    """A referred B: A synced, B created with A's code and synced."""
+def build_network(shop: Shop) -> SimpleNamespace:
+    """A referred B: A synced, B created with A's code and synced (``.a``, ``.b``, ``.code_a``, ``.code_b``)."""
     a = shop.create_project("Acme Analytics")
     code_a = shop.sync_owner(a, "ann@acme.example", "Ann Acme")
     b = shop.create_project("Bolt Bikes", code_a)
     code_b = shop.sync_owner(b, "bo@bolt.example", "Bo Bolt")
     return SimpleNamespace(a=a, b=b, code_a=code_a, code_b=code_b)
+
+
+@pytest.fixture
+def network(shop: Shop) -> SimpleNamespace:
+    """A referred B: A synced, B created with A's code and synced."""
+    return build_network(shop)
 
 
 def text(response: Any) -> str:
@@ -601,11 +606,7 @@ def converting_shop(tmp_path: Any) -> Iterator[Shop]:
 
 
 def _converting_network(shop: Shop) -> int:
-    a = shop.create_project("Acme Analytics")
-    code_a = shop.sync_owner(a, "ann@acme.example", "Ann Acme")
-    b = shop.create_project("Bolt Bikes", code_a)
-    shop.sync_owner(b, "bo@bolt.example", "Bo Bolt")
-    return b
+    return int(build_network(shop).b)
 
 
 def test_shopeasy_converting_itself_pays_commission_at_the_same_rate(converting_shop: Shop) -> None:

@@ -119,7 +119,8 @@ def test_sample_conversion_failure_has_a_real_mismatch() -> None:
 
 def test_sample_event_for_a_payment_is_matched_by_the_receiver(make_host: Any) -> None:
     host = make_host(config())
-    payment_id = add_payment(host, currency="EUR", amount=1999, payment_gateway_transaction_id="pi_eur")
+    payment_id = add_payment(host, currency="EUR", amount=1999, payment_gateway_transaction_id="pi_eur",
+                             test_mode=True)  # a test-mode event changes only a test-mode payment
     with host.app.app_context():
         payment = host.db.session.get(host.havn.models.Payment, payment_id)
         envelope = sample_event("commission.distributed", payment=payment, test_mode=True)

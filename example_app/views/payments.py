@@ -70,6 +70,17 @@ def _check_voucher(code: str, amount: int, currency: str, project: Any) -> Optio
     return None if answer.valid else answer.reason
 
 
+def _payment_fields(form: Dict[str, str]) -> Dict[str, Any]:
+    """The checkout form as keyword arguments of ``havn.payments.record`` (and ``validate``)."""
+    return {"customer_email": form["customer_email"], "status": "pending",
+            "voucher_code": form["voucher_code"] or None, "transaction_type": "SUBSCRIPTION"}
+
+
+def _form_errors(problems: Dict[str, str]) -> Dict[str, str]:
+    """``havn.payments.validate``'s problems named as the checkout form's fields."""
+    return {_ALIASES.get(field, field): message for field, message in problems.items()}
+
+
 @bp.post("/checkout")
 def pay() -> Any:
     """Charge (simulated), mark the payment completed and hand it to flask_havn, which delivers it to HAVN."""
@@ -90,6 +101,8 @@ def pay() -> Any:
             errors["amount"] = str(exc)
     if not form["customer_email"]:
         errors["customer_email"] = "Enter the billing email (the paying customer's address)."
+    if not errors:  # flask_havn's own checks (lengths, formats) before anything is asked of HAVN
+        errors.update(_form_errors(havn.payments.validate(project, amount, currency, **_payment_fields(form))))
     if not errors and form["voucher_code"]:
         problem = _check_voucher(form["voucher_code"], amount, currency, project)
         if problem:
@@ -103,11 +116,8 @@ def pay() -> Any:
     if discount is not None and discount[0] > 0:  # the customer pays less; HAVN gets both amounts
         subtotal, amount = amount, amount - discount[0]
     try:
-        payment = havn.record_payment(
-            project, amount, currency, customer_email=form["customer_email"], status="pending",
-            voucher_code=form["voucher_code"] or None, transaction_type="SUBSCRIPTION", subtotal=subtotal,
-            invoice_id=f"SE-{stamp}-{secrets.token_hex(4).upper()}",
-        )
+        payment = havn.record_payment(project, amount, currency, **_payment_fields(form), subtotal=subtotal,
+                                      invoice_id=f"SE-{stamp}-{secrets.token_hex(4).upper()}")
     except HAVNValidationError as exc:
         return _render_checkout(form, field_errors(exc, _ALIASES), 400)
     except HAVNConfigError as exc:  # client-side conversion without a rate for this currency
