@@ -44,11 +44,18 @@ def _payment_label(payment: Any) -> str:
 
 
 #: Range of a 32-bit ``INTEGER`` column (``ActivityItem.level``) on PostgreSQL.
-_INTEGER_RANGE = range(-(2 ** 31), 2 ** 31)
+#: What ShopEasy's INTEGER columns hold (PostgreSQL's 32-bit integer).
+_INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
 def _int(value: Any) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _int_column(value: Optional[int]) -> Optional[int]:
+    """``value`` if an INTEGER column holds it, else ``None`` (a comparison: ``None in range(...)``
+    would walk the whole range)."""
+    return value if value is not None and _INT_MIN <= value <= _INT_MAX else None
 
 
 def _fits(value: Any, column: str) -> Optional[str]:
@@ -83,7 +90,7 @@ def record_commissions(sender: Flask, *, event: Any, payment: Any, commissions: 
         db.session.add(ActivityItem(
             kind="commission", event_id=event.id, line=line,
             payment_id=payment.id if payment is not None else None,
-            referral_code=_fits(code, "referral_code"), level=level if level in _INTEGER_RANGE else None,
+            referral_code=_fits(code, "referral_code"), level=_int_column(level),
             amount=amount, currency="USD",
             message=f"{_shown(code or 'An associate')} earned {format_money(amount, 'USD')}{level_text} "
                     f"on {_payment_label(payment)}",
