@@ -51,7 +51,7 @@ def test_a_racing_duplicate_keeps_the_hosts_own_pending_rows_and_says_so(make_ho
                     "INSERT INTO havn_payments (project_id, amount, currency, status, customer_email, "
                     "payment_gateway, payment_gateway_transaction_id, delivery_state, attempts, created_at, "
                     "updated_at) VALUES (:p, 2500, 'USD', 'completed', 'e@example.com', 'MANUAL', 'gw-race', "
-                    "'pending', 0, :now, :now)"), {"p": b_id, "now": now})
+                    "'pending', 0, :now, :now)"), {"p": b_id, "now": str(now)})  # text: no sqlite3 datetime adapter
 
         db.session.add(HostOrder(note="order 1"))
         sa.event.listen(db.session(), "before_flush", another_request_records_it_first, once=True)
@@ -210,7 +210,7 @@ def test_a_failed_attempt_is_reported_as_failed_even_if_another_worker_took_the_
             with engine.begin() as other:
                 other.execute(sa.text("UPDATE havn_payments SET delivery_state = 'sending', claimed_by = 'w2', "
                                       "claimed_at = :now WHERE id = :i AND delivery_state = 'failed'"),
-                              {"i": payment_id, "now": utcnow()})
+                              {"i": payment_id, "now": str(utcnow())})
 
         signals.transaction_failed.connect(on_failed)
         try:
