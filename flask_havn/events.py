@@ -13,6 +13,7 @@ No commit happens here: the caller owns the transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -30,6 +31,7 @@ __all__ = [
     "check_columns",
     "find_payment",
     "apply_event",
+    "event_changes",
     "commissions_of",
     "reason_of",
     "COMMISSION_DISTRIBUTED",
@@ -199,6 +201,13 @@ def _int(value: Any) -> Optional[int]:
     return value if _is_int(value) and 0 <= value <= MAX_INT else None
 
 
+#: Rows one payment lookup reads at most (see :func:`find_payment`).
+_LOOKUP_WINDOW = 3
+#: The keys of ``data.transaction`` that name a payment, best first, with the Payment column each matches.
+_LOOKUP_KEYS = (("payment_gateway_transaction_id", "payment_gateway_transaction_id"),
+                ("invoice_id", "invoice_id"), ("transaction_id", "havn_transaction_id"))
+
+
 def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any], *,
                  test_mode: bool = False) -> Optional[Any]:
     """The local Payment an event's ``data.transaction`` names, or ``None``.
@@ -208,27 +217,42 @@ def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any], *,
     nothing), then HAVN's ``transaction_id`` against ``havn_transaction_id``.
     A ``test_mode`` event matches only payments recorded in test mode: it never
     changes live data.
+
+    One indexed query asks all the keys the event has at once, best key first,
+    and reads at most three rows; only when those cannot settle it (an
+    ambiguous key filling them) is each later key asked on its own.
     """
     transaction = _transaction(data)
-    query = sa.select(payment_model)
-    if test_mode:
-        query = query.where(payment_model.test_mode.is_(True))
-    gateway_id = _text(transaction.get("payment_gateway_transaction_id"))
-    if gateway_id is not None:
-        found = session.execute(
-            query.where(payment_model.payment_gateway_transaction_id == gateway_id)
-        ).scalar_one_or_none()
-        if found is not None:
-            return found
-    for column, key in ((payment_model.invoice_id, "invoice_id"),
-                        (payment_model.havn_transaction_id, "transaction_id")):
-        value = _text(transaction.get(key))
-        if value is None:
-            continue
-        rows = session.execute(query.where(column == value).limit(2)).scalars().all()
-        if len(rows) == 1:
-            return rows[0]
+    given = [(key, value) for key, value in ((key, _text(transaction.get(key))) for key, _ in _LOOKUP_KEYS)
+             if value is not None]
+    if not given:
+        return None
+    names = tuple(key for key, _ in given)
+    params = {key: value for key, value in given}
+    rows = session.execute(_lookup(payment_model, names, test_mode), params).all()
+    # Every row matching key k ranks at most k: the window holds them all unless it is full and
+    # its last row ranks k or better.
+    complete_up_to = rows[-1][1] - 1 if len(rows) == _LOOKUP_WINDOW else len(names)
+    for place, name in enumerate(names):
+        if place > complete_up_to:
+            found = session.execute(_lookup(payment_model, (name,), test_mode), params).all()
+        else:
+            found = [row for row in rows if row[2 + place]]
+        if len(found) == 1:
+            return found[0][0]
     return None
+
+
+@lru_cache(maxsize=64)
+def _lookup(payment_model: Any, names: Tuple[str, ...], test_mode: bool) -> Any:
+    """The lookup statement for these keys: ``(Payment, rank, matches key 0, matches key 1…)``, best
+    rank first, at most :data:`_LOOKUP_WINDOW` rows; built once, the values are bound parameters."""
+    columns = dict(_LOOKUP_KEYS)
+    keys = [getattr(payment_model, columns[name]) == sa.bindparam(name) for name in names]
+    rank = sa.case(*((key, place) for place, key in enumerate(keys)), else_=len(keys))
+    query = (sa.select(payment_model, rank, *(sa.case((key, 1), else_=0) for key in keys))
+             .where(sa.or_(*keys)).order_by(rank).limit(_LOOKUP_WINDOW))
+    return query.where(payment_model.test_mode.is_(True)) if test_mode else query
 
 
 def commissions_of(data: Mapping[str, Any]) -> List[Dict[str, Any]]:
@@ -244,8 +268,8 @@ def reason_of(data: Mapping[str, Any]) -> str:
     return failure_details(data)["reason"]
 
 
-def apply_event(event: Event, payment: Any, now: datetime) -> None:
-    """Write what ``event`` says onto ``payment`` (a Payment row); no commit, no signal.
+def event_changes(event: Event, payment: Any, now: datetime) -> Dict[str, Any]:
+    """The column values ``event`` sets on ``payment`` (a Payment row, read only), by column name.
 
     ``commission.distributed``: ``delivery_state`` becomes ``sent`` (HAVN has the
     transaction), with HAVN's transaction id, the commissions and their total;
@@ -253,39 +277,45 @@ def apply_event(event: Event, payment: Any, now: datetime) -> None:
     ``delivery_state`` becomes ``conversion_failed``, ``havn_details`` holds the
     reason, amounts and rates (merged over what HAVN's synchronous answer left
     there), ``conversion_verdict`` ``failed`` and ``havn_amount_usd`` the amount
-    HAVN expected; ``last_error`` the reason. Other types change nothing.
+    HAVN expected; ``last_error`` the reason. Other types change nothing (``{}``).
     """
     transaction = _transaction(event.data)
     havn_id = _text(transaction.get("transaction_id"))
+    changes: Dict[str, Any] = {}
     if event.type == COMMISSION_DISTRIBUTED:
         commissions = commissions_of(event.data)
         total = _int(event.data.get("total_commission"))
         if total is None:
             total = sum(_int(item.get("amount")) or 0 for item in commissions)
         if payment.delivery_state != "sent":
-            payment.delivery_state = "sent"
-            payment.next_attempt_at = None
+            changes.update(delivery_state="sent", next_attempt_at=None)
         if havn_id is not None:
-            payment.havn_transaction_id = havn_id
-        payment.commissions = commissions
-        payment.total_commission = total
+            changes["havn_transaction_id"] = havn_id
+        changes.update(commissions=commissions, total_commission=total)
         if payment.sent_at is None:
-            payment.sent_at = now
+            changes["sent_at"] = now
         if getattr(payment, "conversion_mode", None) is not None:
-            payment.conversion_verdict = "accepted"
+            changes["conversion_verdict"] = "accepted"
             usd = _int(transaction.get("amount_usd"))
             if usd is None and transaction.get("currency") == "USD":
                 usd = _int(transaction.get("amount"))
             if usd is not None:
-                payment.havn_amount_usd = usd
+                changes["havn_amount_usd"] = usd
     elif event.type == CONVERSION_FAILED:
         details = failure_details(event.data)
         before = payment.havn_details if isinstance(payment.havn_details, dict) else {}
-        payment.delivery_state = "conversion_failed"
-        payment.next_attempt_at = None
-        payment.havn_details = {**before, **{k: v for k, v in details.items() if v is not None or k not in before}}
-        payment.last_error = details["reason"]
-        payment.conversion_verdict = "failed"
-        payment.havn_amount_usd = details["expected_amount"]
+        changes.update(
+            delivery_state="conversion_failed", next_attempt_at=None,
+            havn_details={**before, **{k: v for k, v in details.items() if v is not None or k not in before}},
+            last_error=details["reason"], conversion_verdict="failed", havn_amount_usd=details["expected_amount"],
+        )
         if havn_id is not None and payment.havn_transaction_id is None:
-            payment.havn_transaction_id = havn_id
+            changes["havn_transaction_id"] = havn_id
+    return changes
+
+
+def apply_event(event: Event, payment: Any, now: datetime) -> None:
+    """Write what ``event`` says onto ``payment`` (a Payment row): :func:`event_changes`, set as
+    attributes; no commit, no signal."""
+    for name, value in event_changes(event, payment, now).items():
+        setattr(payment, name, value)

@@ -40,12 +40,14 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import timedelta
 from typing import Any, Callable, Optional, Tuple
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import signals
@@ -57,7 +59,7 @@ from .events import (
     KNOWN_TYPES,
     EnvelopeError,
     Event,
-    apply_event,
+    event_changes,
     check_columns,
     commissions_of,
     find_payment,
@@ -161,12 +163,24 @@ class WebhookReceiver:
     # -- store once, process ---------------------------------------------------
 
     def receive(self, event: Event) -> Outcome:
-        """Store ``event`` once and process it, unless its id was already handled."""
-        claimed, status = self._claim(event)
+        """Store ``event`` once and process it, unless its id was already handled.
+
+        A new id costs one transaction: the event row is inserted (the claim:
+        a concurrent delivery of the same id waits on it, then finds it
+        handled), the payment updated, the receivers run, and it all commits
+        together. A stored id is processed again only if it ``failed`` (or
+        was left ``received`` past the lease), in one transaction as well.
+        """
+        outcome = self._process(event, stored=False)
+        if outcome is not None:
+            return outcome
+        claimed, status = self._reclaim(event)
         if not claimed:
             log.info("webhook %s (%r) already %s; nothing to do", event.id, event.type, status)
             return Outcome(200, status, duplicate=True)
-        return self._process(event)
+        outcome = self._process(event, stored=True)
+        assert outcome is not None  # a stored row is updated, never inserted: no conflict
+        return outcome
 
     def replay(self, event_id: str) -> Outcome:
         """Process a stored event again, whatever its status; its signals are sent again.
@@ -182,8 +196,10 @@ class WebhookReceiver:
         row.status = "received"
         row.attempts = (row.attempts or 0) + 1
         row.received_at = utcnow()
-        session.commit()
-        return self._process(event, replay=True)
+        session.commit()  # counted even if it fails: the failure keeps this attempt
+        outcome = self._process(event, stored=True, replay=True)
+        assert outcome is not None
+        return outcome
 
     def _session(self) -> Any:
         return self._state.db.session
@@ -191,25 +207,17 @@ class WebhookReceiver:
     def _model(self) -> Any:
         return self._state.models.WebhookEvent
 
-    def _claim(self, event: Event) -> Tuple[bool, str]:
-        """Insert the event row (its own transaction); ``(True, …)`` if this delivery must process it.
+    def _reclaim(self, event: Event) -> Tuple[bool, str]:
+        """Claim a stored id for processing (no commit); ``(True, …)`` if this delivery must process it.
 
-        An existing id is processed again only if it ``failed``, or if it is still
-        ``received`` after the lease (:data:`RECEIVED_LEASE_SECONDS`: its processor
-        died), and then only by the one delivery whose conditional UPDATE claims
-        it (``received``, ``received_at`` now). A fresh ``received`` row is in
-        hand elsewhere: a duplicate.
+        Only an event that ``failed``, or that is still ``received`` after the
+        lease (:data:`RECEIVED_LEASE_SECONDS`: left by a process that died
+        between a claim and its outcome, as versions before 0.2 could), and
+        then only by the one delivery whose conditional UPDATE claims it. Any
+        other status is a duplicate.
         """
         session, model = self._session(), self._model()
         now = utcnow()
-        session.add(model(id=event.id, type=event.type, payload=event.envelope, test_mode=event.test_mode,
-                          status="received", attempts=1, event_created_at=event.created_at,
-                          received_at=now))
-        try:
-            session.commit()
-            return True, "received"
-        except IntegrityError:
-            session.rollback()
         stale = now - timedelta(seconds=RECEIVED_LEASE_SECONDS)
         result = session.execute(
             sa.update(model)
@@ -219,34 +227,61 @@ class WebhookReceiver:
             .values(status="received", attempts=model.attempts + 1, received_at=now)
             .execution_options(synchronize_session=False)
         )
-        session.commit()
         if result.rowcount == 1:
             return True, "received"
         status = session.execute(sa.select(model.status).where(model.id == event.id)).scalar_one_or_none()
         session.rollback()
         return False, status or "received"
 
-    def _process(self, event: Event, *, replay: bool = False) -> Outcome:
+    def _process(self, event: Event, *, stored: bool, replay: bool = False) -> Optional[Outcome]:
         """Apply ``event`` and send its signals in one transaction; on error keep it as ``failed``.
 
+        ``stored=False``: the event row is inserted first, with its outcome, and
+        ``None`` is returned when its id is already stored (nothing was done).
+        ``stored=True``: the row is claimed already and gets its outcome. Receivers
+        run before the commit and see the row with its outcome already written.
         ``conversion_failed`` is sent once per failure of a known payment: not
         when delivery already recorded HAVN's synchronous FAILED answer (and
         sent it then), unless this is an explicit :meth:`replay`.
         """
         session, model = self._session(), self._model()
+        Payment = self._state.models.Payment
+        events, payments = model.__table__, Payment.__table__
+        now = utcnow()
+        known = event.type in KNOWN_TYPES
+        status = "processed" if known else "ignored"
+        # Our own statements are Core on the session's connection (the ORM's unit of work would
+        # cost more than the statements themselves); the Payment stays an ORM row for receivers.
+        connection = session.connection(bind_arguments={"mapper": model})
+        if not stored:
+            # The claim, written first and with its outcome: a concurrent delivery of this id waits
+            # on it (SQLite's write lock, PostgreSQL's unique index) until this transaction ends.
+            try:
+                connection.execute(events.insert(), dict(
+                    id=event.id, type=event.type, payload=event.envelope, test_mode=event.test_mode,
+                    status=status, attempts=1, event_created_at=event.created_at, received_at=now,
+                    processed_at=now))
+            except IntegrityError:
+                session.rollback()
+                return None
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         try:
-            payment = None
+            payment = find_payment(session, Payment, event.data, test_mode=event.test_mode) if known else None
             first_failure = True
-            now = utcnow()
-            if event.type in KNOWN_TYPES:
-                Payment = self._state.models.Payment
-                payment = find_payment(session, Payment, event.data, test_mode=event.test_mode)
-                if payment is not None and event.type == CONVERSION_FAILED:
+            if payment is not None:
+                if event.type == CONVERSION_FAILED:
                     first_failure = _mark_conversion_failed(session, Payment, payment.id)
-                if payment is not None:
-                    apply_event(event, payment, now)
-                session.flush()
+                changes = event_changes(event, payment, now)
+                if changes:
+                    changes["updated_at"] = now
+                    connection.execute(_by_id(payments), {"row_id": payment.id, **changes})
+                    for name, value in changes.items():  # the row as written, not dirty: receivers see it
+                        set_committed_value(payment, name, value)
+            if stored or payment is not None:
+                outcome = dict(payment_id=payment.id if payment is not None else None)
+                if stored:
+                    outcome.update(status=status, processed_at=now, last_error=None)
+                connection.execute(_by_id(events), {"row_id": event.id, **outcome})
             if event.type == COMMISSION_DISTRIBUTED:
                 signals.commission_distributed.send(app, event=event, payment=payment,
                                                     commissions=commissions_of(event.data))
@@ -255,21 +290,15 @@ class WebhookReceiver:
                 signals.conversion_failed.send(app, event=event, payment=payment, reason=details["reason"],
                                                details=details)
             signals.webhook_received.send(app, event=event)
-            row = session.get(model, event.id)
-            status = "processed" if event.type in KNOWN_TYPES else "ignored"
-            row.status = status
-            row.payment_id = payment.id if payment is not None else None
-            row.processed_at = utcnow()
-            row.last_error = None
             session.commit()
         except Exception:
             error = traceback.format_exc()[-_MAX_ERROR_TEXT:]
             session.rollback()
             log.error("webhook %s (%r) failed while processing; stored as failed, the retry will process it "
                       "again:\n%s", event.id, event.type, error)
-            self._mark_failed(event.id, error)
+            self._store_failure(event, error, counted=replay)
             return Outcome(500, "failed", error=error)
-        if payment is not None:
+        if payment is not None and _kept_by_a_receiver(app, event):
             # Reload what the commit expired, so receivers that kept the Payment (and
             # record_signals() in tests) can still read it once the session is gone.
             try:
@@ -279,18 +308,43 @@ class WebhookReceiver:
         log.info("webhook %s (%r) %s", event.id, event.type, status)
         return Outcome(200, status)
 
-    def _mark_failed(self, event_id: str, error: str) -> None:
+    def _store_failure(self, event: Event, error: str, *, counted: bool = False) -> None:
+        """Keep the event as ``failed`` with ``error`` after its transaction rolled back.
+
+        A stored row (a retry) gets one more attempt, unless ``counted`` (a
+        replay committed its attempt before processing); a new one is inserted
+        with its first. A row another delivery processed meanwhile is left alone.
+        """
         session, model = self._session(), self._model()
+        now = utcnow()
         try:
-            session.execute(
-                sa.update(model).where(model.id == event_id)
-                .values(status="failed", last_error=error, processed_at=None)
+            result = session.execute(
+                sa.update(model).where(model.id == event.id, model.status.in_(("failed", "received")))
+                .values(status="failed", last_error=error, processed_at=None, received_at=now,
+                        attempts=model.attempts + (0 if counted else 1))
                 .execution_options(synchronize_session=False)
             )
+            if result.rowcount == 0:
+                session.add(model(id=event.id, type=event.type, payload=event.envelope, test_mode=event.test_mode,
+                                  status="failed", attempts=1, event_created_at=event.created_at,
+                                  received_at=now, last_error=error))
             session.commit()
         except Exception:  # the database itself is failing: the 500 still makes the sender retry
             session.rollback()
-            log.exception("webhook %s: could not record the failure", event_id)
+            log.exception("webhook %s: could not record the failure", event.id)
+
+
+@lru_cache(maxsize=32)
+def _by_id(table: sa.Table) -> Any:
+    """``UPDATE table SET … WHERE id = :row_id``, built once; the SET columns are the parameters' keys."""
+    return table.update().where(table.c.id == sa.bindparam("row_id"))
+
+
+def _kept_by_a_receiver(app: Flask, event: Event) -> bool:
+    """Whether a receiver of ``app`` was handed the Payment (a signal sent with ``payment=``)."""
+    signal = {COMMISSION_DISTRIBUTED: signals.commission_distributed,
+              CONVERSION_FAILED: signals.conversion_failed}.get(event.type)
+    return signal is not None and bool(signal.receivers) and signal.has_receivers_for(app)
 
 
 def _mark_conversion_failed(session: Any, payment_model: Any, payment_id: int) -> bool:

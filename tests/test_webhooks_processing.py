@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import pytest
 
@@ -264,32 +264,65 @@ def test_an_event_left_received_past_the_lease_is_taken_over_and_processed_once(
     assert payment_row(host, payment_id)["delivery_state"] == "sent"
 
 
-def test_a_failed_retry_claim_renews_the_lease(host: Any, client: Any) -> None:
-    """Taking over a ``failed`` event sets ``received_at``, so it is not taken over again at once."""
+def _waits_long(database: Any) -> dict:
+    """Engine options under which a delivery waiting for another one's transaction does not give up."""
+    return {} if database else {"SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"timeout": 60}}}
+
+
+def _deliver_while_the_first_is_inside(host: Any, payload: dict, receiver_signal: Any) -> Tuple[Any, List[Any]]:
+    """Deliver ``payload`` twice, the second while the first is inside a receiver of ``receiver_signal``.
+
+    Returns the second delivery's answer and what the first's receiver saw:
+    whether the second had been answered while it waited (it must not have).
+    """
+    inside, release = threading.Event(), threading.Event()
+    seen: List[Any] = []
+    second: List[Any] = []
+
+    def hold(sender: Any, **kwargs: Any) -> None:
+        inside.set()
+        # The second delivery is under way now: it must still be waiting for this transaction to end.
+        seen.append(release.wait(timeout=0.5) or bool(second))
+
+    def deliver_second() -> None:
+        assert inside.wait(timeout=30)
+        second.append(post(host.app.test_client(), payload))
+        release.set()
+
+    receiver_signal.connect(hold, sender=host.app, weak=False)
+    thread = threading.Thread(target=deliver_second)
+    thread.start()
+    try:
+        first = post(host.app.test_client(), payload)
+    finally:
+        release.set()
+        receiver_signal.disconnect(hold, sender=host.app)
+        thread.join(timeout=60)
+    assert first.status_code == 200 and first.get_json()["duplicate"] is False
+    return second[0], seen
+
+
+def test_a_retry_of_a_failed_event_holds_its_id_until_it_ends(make_host: Any, database: Any) -> None:
+    """A redelivery while a retry of a ``failed`` event processes waits for it, then is a duplicate."""
+    host = make_host(config(**_waits_long(database)), database=database)
     with host.app.app_context():
         model = host.havn.models.WebhookEvent
         host.db.session.add(model(id=EVT, type="commission.distributed", payload=envelope(), status="failed",
                                   attempts=1, received_at=utcnow() - timedelta(days=3)))
         host.db.session.commit()
-    claims: List[Any] = []
-
-    def in_hand(sender: Any, **kwargs: Any) -> None:
-        claims.append(event_rows(host)[EVT]["received_at"])
-        # A concurrent redelivery while this one processes: the fresh claim makes it a duplicate.
-        claims.append(post(host.app.test_client(), envelope()).get_json()["duplicate"])
-
-    signals.webhook_received.connect(in_hand, sender=host.app)
-    try:
-        assert post(client, envelope()).status_code == 200
-    finally:
-        signals.webhook_received.disconnect(in_hand, sender=host.app)
-    assert claims[0] > utcnow() - timedelta(minutes=1)
-    assert claims[1] is True
-    assert event_rows(host)[EVT]["attempts"] == 2
+    with record_signals(signals.commission_distributed) as sent:
+        second, seen = _deliver_while_the_first_is_inside(host, envelope(), signals.webhook_received)
+    assert seen == [False]
+    assert second.status_code == 200
+    assert second.get_json() == {"received": True, "id": EVT, "status": "processed", "duplicate": True}
+    assert len(sent) == 1
+    stored = event_rows(host)[EVT]
+    assert (stored["status"], stored["attempts"]) == ("processed", 2)
+    assert stored["received_at"] > utcnow() - timedelta(minutes=1)
 
 
-def test_two_threads_delivering_one_id_at_once_process_it_once(make_host: Any) -> None:
-    host = make_host(config(SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 60}}))
+def test_two_threads_delivering_one_id_at_once_process_it_once(make_host: Any, database: Any) -> None:
+    host = make_host(config(**_waits_long(database)), database=database)
     payment_id = add_payment(host)
     barrier = threading.Barrier(2)
     answers: List[Any] = []
@@ -318,38 +351,18 @@ def test_two_threads_delivering_one_id_at_once_process_it_once(make_host: Any) -
     assert payment_row(host, payment_id)["delivery_state"] == "sent"
 
 
-def test_a_duplicate_arriving_while_the_first_is_processing_does_nothing(make_host: Any) -> None:
-    """Deterministic overlap: the first delivery's receiver waits until the second was answered."""
-    host = make_host(config(SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 60}}))
-    inside, release = threading.Event(), threading.Event()
-    calls: List[str] = []
-    first: List[Any] = []
-
-    def slow(sender: Any, event: Any) -> None:
-        calls.append(event.id)
-        inside.set()
-        assert release.wait(timeout=30)
-
-    def deliver_first() -> None:
-        first.append(post(host.app.test_client(), envelope("x.slow", data={})).get_json())
-
-    signals.webhook_received.connect(slow, weak=False)
-    try:
-        thread = threading.Thread(target=deliver_first)
-        thread.start()
-        assert inside.wait(timeout=30)
-        second = post(host.app.test_client(), envelope("x.slow", data={}))
-        release.set()
-        thread.join(timeout=30)
-    finally:
-        release.set()
-        signals.webhook_received.disconnect(slow)
+def test_a_duplicate_arriving_while_the_first_is_processing_waits_then_does_nothing(make_host: Any, database: Any) -> None:
+    """Deterministic overlap: the first delivery's receiver holds on while the second is under way."""
+    host = make_host(config(**_waits_long(database)), database=database)
+    with record_signals(signals.webhook_received) as sent:
+        second, seen = _deliver_while_the_first_is_inside(host, envelope("x.slow", data={}),
+                                                          signals.webhook_received)
+    assert seen == [False]
     assert second.status_code == 200
-    assert second.get_json()["duplicate"] is True
-    assert second.get_json()["status"] == "received"
-    assert first[0]["duplicate"] is False and first[0]["status"] == "ignored"
-    assert calls == [EVT]
+    assert second.get_json() == {"received": True, "id": EVT, "status": "ignored", "duplicate": True}
+    assert [s.kwargs["event"].id for s in sent] == [EVT]
     assert event_rows(host)[EVT]["status"] == "ignored"
+    assert event_rows(host)[EVT]["attempts"] == 1
 
 
 # -- a raising receiver ---------------------------------------------------------------------

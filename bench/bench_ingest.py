@@ -1,0 +1,159 @@
+"""Webhook ingest: verified events per second through the whole receiver against a bare Flask route.
+
+Both take HAVN's signed ``commission.distributed`` events through the same
+Flask app, in-process (Werkzeug's test client), on the same SQLite file. Ours
+is ``POST /havn/webhooks``: size check, signature, envelope and column checks,
+store once, match the payment, apply, signals, commit. The baseline is the
+floor of the job: a bare route that parses the JSON and inserts one row shaped
+like ``havn_webhook_events`` with the ORM, then commits. Two cases: (a) every
+event names an existing payment (a different one each time), (b) none names a
+payment the app knows. Printed: seconds per event of each, the throughput
+ratio (ours / bare events per second; goal ≥ 0.75). ``--quick``: a few events.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterator, List, Tuple
+
+import sqlalchemy as sa
+from flask import Flask, jsonify, request
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_havn import HAVN
+from flask_havn.events import COMMISSION_DISTRIBUTED
+from flask_havn.models import utcnow
+from flask_havn.webhook_testing import sample_event, sign_webhook
+from flask_havn.webhooks import get_receiver
+
+from ._timing import best_of_alternating
+
+SECRET = "whsec_YmVuY2htYXJrLXNlY3JldC0wMTIzNDU2Nzg5"
+#: Ours must reach at least this share of the bare route's events per second.
+GOAL = 0.75
+CASES = ("matched", "unknown")
+
+
+def _host(folder: str, payments: int) -> Tuple[Flask, Any]:
+    """The app: flask_havn's receiver and the bare route side by side on one SQLite file."""
+    app = Flask("bench_ingest")
+    app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder}/ingest.sqlite", HAVN_API_KEY="ak_bench",
+                      HAVN_WEBHOOK_SECRET=SECRET, HAVN_BASE_URL="http://havn.invalid", HAVN_DELIVERY="worker")
+    db = SQLAlchemy(app)
+    HAVN(app, db=db)
+
+    class BareEvent(db.Model):  # type: ignore[name-defined]
+        """The bare route's row: the columns of ``havn_webhook_events``."""
+
+        __tablename__ = "bare_webhook_events"
+        id = sa.Column(sa.String(100), primary_key=True)
+        type = sa.Column(sa.String(100), nullable=False, index=True)
+        payload = sa.Column(sa.JSON, nullable=False)
+        test_mode = sa.Column(sa.Boolean, nullable=False, default=False)
+        status = sa.Column(sa.String(20), nullable=False, default="received", index=True)
+        attempts = sa.Column(sa.Integer, nullable=False, default=0)
+        event_created_at = sa.Column(sa.String(40), nullable=True)
+        received_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+    @app.post("/bare")
+    def bare() -> Any:
+        envelope = json.loads(request.get_data())
+        db.session.add(BareEvent(id=envelope["id"], type=envelope["type"], payload=envelope,
+                                 test_mode=bool(envelope.get("test_mode")), status="received", attempts=1,
+                                 event_created_at=envelope.get("created_at"), received_at=utcnow()))
+        db.session.commit()
+        return jsonify(received=True, id=envelope["id"])
+
+    with app.app_context():
+        db.create_all()
+        now = utcnow()
+        db.session.execute(sa.text("INSERT INTO havn_projects (name, sync_state, created_at, updated_at) "
+                                   "VALUES ('bench', 'synced', :now, :now)"), {"now": now})
+        db.session.execute(
+            sa.text("INSERT INTO havn_payments (project_id, amount, currency, status, customer_email, payment_gateway, "
+                    "payment_gateway_transaction_id, invoice_id, delivery_state, attempts, test_mode, created_at, "
+                    "updated_at) VALUES (1, 100000, 'USD', 'completed', 'c@example.com', 'STRIPE', :gw, :inv, "
+                    "'sent', 1, 0, :now, :now)"),
+            [{"gw": f"pi_bench_{n}", "inv": f"INV-{n}", "now": now} for n in range(payments)])
+        db.session.commit()
+    return app, BareEvent
+
+
+def _events(case: str, count: int, timestamp: int) -> Iterator[Tuple[bytes, Dict[str, str]]]:
+    """``count`` signed events; ``matched`` ones each name another existing payment."""
+    for n in range(count):
+        payment = None
+        if case == "matched":
+            payment = SimpleNamespace(amount=100000, currency="USD", invoice_id=f"INV-{n}",
+                                      payment_gateway_transaction_id=f"pi_bench_{n}")
+        yield sign_webhook(sample_event(COMMISSION_DISTRIBUTED, payment=payment), SECRET, timestamp=timestamp)
+
+
+def _poster(app: Flask, path: str, events: List[Tuple[bytes, Dict[str, str]]]) -> Callable[[], None]:
+    client = app.test_client()
+    queue = iter(events)
+
+    def post() -> None:
+        body, headers = next(queue)
+        response = client.post(path, data=body, headers=headers)
+        if response.status_code != 200:
+            raise AssertionError(f"{path} answered {response.status_code}: {response.get_data(as_text=True)}")
+
+    return post
+
+
+def measure(*, number: int, rounds: int) -> Dict[str, Dict[str, float]]:
+    """Seconds per event of ``ours`` and ``bare`` for each case, taking turns round by round.
+
+    Checks afterwards that every event was stored (and, when matched, applied
+    to its payment), so a broken receiver cannot look fast.
+    """
+    total = number * rounds
+    figures: Dict[str, Dict[str, float]] = {}
+    timestamp = int(time.time())
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as folder:
+            app, bare_model = _host(folder, total)
+            get_receiver(app).clock = lambda: float(timestamp)
+            candidates = {
+                "ours": _poster(app, "/havn/webhooks", list(_events(case, total, timestamp))),
+                "bare": _poster(app, "/bare", list(_events(case, total, timestamp))),
+            }
+            figures[case] = best_of_alternating(candidates, rounds=rounds, number=number)
+            with app.app_context():
+                state = app.extensions["havn"]
+                session, Event, Payment = state.db.session, state.models.WebhookEvent, state.models.Payment
+                stored = session.execute(sa.select(sa.func.count()).select_from(Event)
+                                         .where(Event.status == "processed")).scalar_one()
+                matched = session.execute(sa.select(sa.func.count()).select_from(Event)
+                                          .where(Event.payment_id.is_not(None))).scalar_one()
+                applied = session.execute(sa.select(sa.func.count()).select_from(Payment)
+                                          .where(Payment.total_commission.is_not(None))).scalar_one()
+                bare = session.execute(sa.select(sa.func.count()).select_from(bare_model)).scalar_one()
+                state.db.engine.dispose()
+            expected = total if case == "matched" else 0
+            if (stored, bare, matched, applied) != (total, total, expected, expected):
+                raise AssertionError(f"{case}: stored {stored}, bare {bare}, matched {matched}, applied {applied} "
+                                     f"of {total} events")
+    return figures
+
+
+def print_figures(figures: Dict[str, Dict[str, float]]) -> None:
+    for case, times in figures.items():
+        ratio = times["bare"] / times["ours"]
+        print(f"{'webhook ingest, ' + case + ' payment':<44} ours {times['ours'] * 1e6:9.1f} µs   "
+              f"bare route {times['bare'] * 1e6:9.1f} µs   events/s ratio {ratio:5.2f}   "
+              f"goal ≥ {GOAL:.2f} ({'met' if ratio >= GOAL else 'NOT met'})")
+
+
+def run(quick: bool = False) -> Dict[str, Dict[str, float]]:
+    figures = measure(number=20, rounds=2) if quick else measure(number=300, rounds=5)
+    print_figures(figures)
+    return figures
+
+
+if __name__ == "__main__":
+    run("--quick" in sys.argv)
