@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from . import bench_bulk, bench_client, bench_drain, bench_outbox, bench_queue, bench_transport, bench_webhooks
+from . import (bench_bulk, bench_client, bench_drain, bench_ingest, bench_outbox, bench_queue, bench_transport,
+               bench_webhooks)
 
 
 def main(argv: list) -> int:
@@ -12,6 +13,7 @@ def main(argv: list) -> int:
           + (" — quick mode: too few rounds for the figures to mean much" if quick else ""))
     bench_transport.run(quick)
     bench_webhooks.run(quick)
+    bench_ingest.run(quick)
     bench_outbox.run(quick)
     bench_drain.run(quick)
     bench_client.run(quick)

@@ -12,6 +12,7 @@ No commit happens here: the caller owns the transaction.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime
@@ -83,6 +84,12 @@ class Event:
     @classmethod
     def from_envelope(cls, envelope: Any, *, expected_id: Optional[str] = None) -> "Event":
         """Check ``envelope`` (a parsed body) and build the event; raises :class:`EnvelopeError`."""
+        return cls._checked(envelope, expected_id, walk=True)
+
+    @classmethod
+    def _checked(cls, envelope: Any, expected_id: Optional[str], *, walk: bool) -> "Event":
+        """:meth:`from_envelope`; ``walk=False`` skips the scan of every value for wide integers and lone
+        surrogates, for a body whose text shows it can hold neither (see :func:`parse_envelope`)."""
         if not isinstance(envelope, dict):
             raise EnvelopeError("the body is not a JSON object")
         missing = [key for key in ("id", "type", "data") if key not in envelope]
@@ -105,7 +112,7 @@ class Event:
             test_mode = False
         if not isinstance(test_mode, bool):
             raise EnvelopeError("test_mode must be true or false")
-        _check_values(envelope, data)
+        _check_values(envelope, data, walk=walk)
         return cls(id=event_id, type=event_type, created_at=created_at, test_mode=test_mode,
                    data=data, envelope=envelope)
 
@@ -114,7 +121,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_values(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
+def _check_values(envelope: Dict[str, Any], data: Dict[str, Any], *, walk: bool = True) -> None:
     """Refuse integers no ``BIGINT`` can hold anywhere, out-of-range money fields, and a lone
     surrogate in any key or value (no text: nothing can store, log or render it). A NUL is kept (the
     JSON column stores it escaped); :func:`check_columns` refuses it where a text column would get it.
@@ -134,7 +141,7 @@ def _check_values(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
     for name, value in amounts:
         if _is_int(value) and not 0 <= value <= MAX_INT:
             raise EnvelopeError(f"data.{name} must be an amount from 0 to {MAX_INT}")
-    stack: List[Any] = [envelope]
+    stack: List[Any] = [envelope] if walk else []
     while stack:  # iterative, whatever the depth (load_json bounds it, a caller's dict may not be)
         value = stack.pop()
         if isinstance(value, dict):
@@ -151,6 +158,12 @@ def _check_values(envelope: Dict[str, Any], data: Dict[str, Any]) -> None:
                 raise EnvelopeError(f"a text in the envelope {exc.reason}") from None
 
 
+#: What a JSON text needs to hold an integer beyond 64 bits (19 digits or more in a row) or a lone
+#: surrogate (a backslash-u escape of D800–DFFF; strict UTF-8 has no other way to carry one). A body without
+#: it needs no scan of its values; one with it (say a 20-digit id in a string) is scanned.
+_MAY_HOLD_WIDE_INT_OR_SURROGATE = re.compile(rb"[0-9]{19}|\\u[dD][89a-fA-F]")
+
+
 def parse_envelope(body: bytes, expected_id: Optional[str] = None) -> Event:
     """Parse verified body bytes into an :class:`Event` with :func:`flask_havn.rules.load_json`:
     strict UTF-8 JSON, no NaN/Infinity, at most :data:`~flask_havn.rules.MAX_JSON_DEPTH` levels deep
@@ -162,7 +175,7 @@ def parse_envelope(body: bytes, expected_id: Optional[str] = None) -> Event:
         envelope = rules.load_json(body, "body")
     except HAVNValidationError as exc:
         raise EnvelopeError(f"the body is not UTF-8 JSON we accept: it {exc.reason}") from None
-    return Event.from_envelope(envelope, expected_id=expected_id)
+    return Event._checked(envelope, expected_id, walk=_MAY_HOLD_WIDE_INT_OR_SURROGATE.search(body) is not None)
 
 
 def check_columns(event: Event, event_model: Any, payment_model: Any) -> None:

@@ -10,22 +10,22 @@ to store on every retry), then the event is stored once in
 ``havn_webhook_events`` and processed. An event marked ``test_mode`` changes
 only payments recorded in test mode, never a live one.
 
-Processing is one database transaction: the matching Payment is updated,
-then the signals are sent (``commission_distributed`` / ``conversion_failed``,
-then ``webhook_received``), then the event is marked ``processed`` (or
-``ignored``) and everything commits together. **Receivers run inside that
-transaction**: what they write through ``db.session`` commits with the event,
-and if one raises, everything rolls back, the event is kept as ``failed``
-with the traceback and the answer is 500, so HAVN retries and the retry runs
-the receivers again. Do not commit in a receiver. A repeated event id is
-answered 200 and sends nothing.
+Processing is one database transaction: the event row is inserted with its
+outcome (the claim), the matching Payment is updated, then the signals are
+sent (``commission_distributed`` / ``conversion_failed``, then
+``webhook_received``), and everything commits together. **Receivers run
+inside that transaction**: what they write through ``db.session`` commits with
+the event, and if one raises, everything rolls back, the event is kept as
+``failed`` with the traceback and the answer is 500, so HAVN retries and the
+retry runs the receivers again. Do not commit in a receiver. A repeated event
+id is answered 200 and sends nothing; one arriving while the first delivery
+is still processing waits for it (the inserted row holds the id: SQLite's
+write lock, PostgreSQL's unique index), then finds it handled.
 
-Who processes a stored event: the delivery that inserted it, or a later one
-that finds it ``failed``, or still ``received`` after a lease of
-``RECEIVED_LEASE_SECONDS`` (10 minutes; its processor died mid-way, or could
-not even record the failure). Each claim sets ``received_at`` to now, so a
-row ``received`` within the lease is in hand elsewhere and a concurrent
-duplicate is answered 200 without processing.
+Who processes a stored event: a later delivery that finds it ``failed``, or
+still ``received`` after a lease of ``RECEIVED_LEASE_SECONDS`` (10 minutes; a
+row left ``received`` by an earlier build whose processor died, or by a
+replay), each in one transaction with a conditional UPDATE as its claim.
 
 CSRF: when Flask-WTF's ``CSRFProtect`` is on the app, the webhook blueprint
 is exempted automatically, whether ``CSRFProtect`` was set up before or after
@@ -212,7 +212,7 @@ class WebhookReceiver:
 
         Only an event that ``failed``, or that is still ``received`` after the
         lease (:data:`RECEIVED_LEASE_SECONDS`: left by a process that died
-        between a claim and its outcome, as versions before 0.2 could), and
+        between a claim and its outcome, as earlier builds could), and
         then only by the one delivery whose conditional UPDATE claims it. Any
         other status is a duplicate.
         """
@@ -236,8 +236,8 @@ class WebhookReceiver:
     def _process(self, event: Event, *, stored: bool, replay: bool = False) -> Optional[Outcome]:
         """Apply ``event`` and send its signals in one transaction; on error keep it as ``failed``.
 
-        ``stored=False``: the event row is inserted first, with its outcome, and
-        ``None`` is returned when its id is already stored (nothing was done).
+        ``stored=False``: the event row is inserted (with its outcome) before anything
+        is written, and ``None`` is returned when its id is already stored (nothing was done).
         ``stored=True``: the row is claimed already and gets its outcome. Receivers
         run before the commit and see the row with its outcome already written.
         ``conversion_failed`` is sent once per failure of a known payment: not
@@ -253,20 +253,26 @@ class WebhookReceiver:
         # Our own statements are Core on the session's connection (the ORM's unit of work would
         # cost more than the statements themselves); the Payment stays an ORM row for receivers.
         connection = session.connection(bind_arguments={"mapper": model})
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        # Found before the claim: a new event's row is then inserted with its payment (no UPDATE of
+        # it), a duplicate costs one lookup. A read takes no lock (and on SQLite opens no transaction).
+        payment = find_payment(session, Payment, event.data, test_mode=event.test_mode) if known else None
+        payment_id = payment.id if payment is not None else None
         if not stored:
-            # The claim, written first and with its outcome: a concurrent delivery of this id waits
-            # on it (SQLite's write lock, PostgreSQL's unique index) until this transaction ends.
+            # The claim, written with its outcome: a concurrent delivery of this id waits on it
+            # (SQLite's write lock, PostgreSQL's unique index) until this transaction ends.
             try:
                 connection.execute(events.insert(), dict(
                     id=event.id, type=event.type, payload=event.envelope, test_mode=event.test_mode,
                     status=status, attempts=1, event_created_at=event.created_at, received_at=now,
-                    processed_at=now))
+                    processed_at=now, payment_id=payment_id))
             except IntegrityError:
                 session.rollback()
                 return None
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
         try:
-            payment = find_payment(session, Payment, event.data, test_mode=event.test_mode) if known else None
+            if stored:
+                connection.execute(_by_id(events), {"row_id": event.id, "status": status, "payment_id": payment_id,
+                                                    "processed_at": now, "last_error": None})
             first_failure = True
             if payment is not None:
                 if event.type == CONVERSION_FAILED:
@@ -277,11 +283,6 @@ class WebhookReceiver:
                     connection.execute(_by_id(payments), {"row_id": payment.id, **changes})
                     for name, value in changes.items():  # the row as written, not dirty: receivers see it
                         set_committed_value(payment, name, value)
-            if stored or payment is not None:
-                outcome = dict(payment_id=payment.id if payment is not None else None)
-                if stored:
-                    outcome.update(status=status, processed_at=now, last_error=None)
-                connection.execute(_by_id(events), {"row_id": event.id, **outcome})
             if event.type == COMMISSION_DISTRIBUTED:
                 signals.commission_distributed.send(app, event=event, payment=payment,
                                                     commissions=commissions_of(event.data))

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import bench_bulk, bench_client, bench_transport, bench_webhooks  # noqa: E402
+from bench import bench_bulk, bench_client, bench_ingest, bench_transport, bench_webhooks  # noqa: E402
 
 
 def _seconds(value: float) -> bool:
@@ -68,3 +68,13 @@ def test_older_benchmarks_still_run(module, capsys):
     ours, baseline = module.run(quick=True)
     assert _seconds(ours) and _seconds(baseline)
     assert "ratio" in capsys.readouterr().out
+
+
+def test_webhook_ingest_benchmark_runs(capsys):
+    figures = bench_ingest.measure(number=3, rounds=1)
+    assert set(figures) == {"matched", "unknown"}
+    for times in figures.values():
+        assert set(times) == {"ours", "bare"} and all(_seconds(value) for value in times.values())
+    bench_ingest.print_figures(figures)
+    out = capsys.readouterr().out
+    assert "webhook ingest, matched payment" in out and "goal ≥ 0.75" in out

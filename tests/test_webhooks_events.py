@@ -105,3 +105,29 @@ def test_helpers_tolerate_odd_data() -> None:
     assert commissions_of({"commissions": "x"}) == []
     assert reason_of({"reason": ""}) == "conversion failed at HAVN"
     assert reason_of({"reason": "bad rate"}) == "bad rate"
+
+
+@pytest.mark.parametrize("value, refused", [
+    ("12345678901234567890", True),            # wider than 64 bits
+    ("-9223372036854775809", True),
+    ("9223372036854775807", False),            # the widest that fits: 19 digits, still scanned
+    ('"\\ud800"', True),                       # a lone surrogate, escaped
+    ('"\\uDFFF x"', True),
+    ('"\\ud83d\\ude00"', False),               # a pair: one character
+    ('"\\\\ud800"', False),                    # an escaped backslash, then text: no surrogate
+    ('"12345678901234567890"', False),         # digits in a string
+    ("[1, 2, {\"k\": 3}]", False),
+])
+def test_the_body_scan_refuses_exactly_what_the_full_walk_refuses(value, refused):
+    body = ('{"id": "evt_1", "type": "x.y", "data": {"deep": {"v": %s}}}' % value).encode()
+    full_walk_refuses = False
+    try:
+        Event.from_envelope(json.loads(body))
+    except EnvelopeError:
+        full_walk_refuses = True
+    assert full_walk_refuses is refused
+    if refused:
+        with pytest.raises(EnvelopeError):
+            parse_envelope(body)
+    else:
+        assert parse_envelope(body).data == json.loads(body)["data"]
