@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from . import (bench_bulk, bench_client, bench_drain, bench_ingest, bench_outbox, bench_queue, bench_transport,
-               bench_webhooks)
+from . import (bench_bulk, bench_client, bench_coldstart, bench_drain, bench_ingest, bench_outbox, bench_queue,
+               bench_transport, bench_webhooks)
 
 
 def main(argv: list) -> int:
@@ -19,6 +19,7 @@ def main(argv: list) -> int:
     bench_client.run(quick)
     bench_bulk.run(quick)
     bench_queue.run(quick)
+    bench_coldstart.run(quick)
     return 0
 
 

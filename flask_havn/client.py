@@ -23,7 +23,7 @@ __all__ = ["HAVNClient", "UsersResource", "TransactionsResource", "VouchersResou
 
 API = "/api/v1/webhook"
 #: Most users HAVN accepts in one bulk user-sync request (contract §3.5).
-MAX_BULK_SIZE = 50
+MAX_BULK_SIZE = rules.MAX_BULK_SIZE
 
 
 def _drop_none(payload: Mapping[str, Any]) -> Dict[str, Any]:

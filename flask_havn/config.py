@@ -20,7 +20,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from .client import MAX_BULK_SIZE
+from .rules import MAX_BULK_SIZE
 from .currency import parse_rate_table
 from .transport import DEFAULT_MAX_TOTAL_WAIT, max_call_seconds
 from .errors import HAVNConfigError
@@ -35,6 +35,8 @@ SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
 #: Base URL the embedded sandbox answers on, in-process (never resolved by DNS).
 SANDBOX_BASE_URL = "http://havn-sandbox.invalid"
+#: ``HAVN_DELIVERY`` values that deliver through a task queue (see :mod:`flask_havn.queues`).
+QUEUED = ("celery", "rq")
 
 
 def _bool(value: Any) -> bool:
@@ -299,7 +301,7 @@ _PARSERS: Dict[str, Callable[[Any], Any]] = {
     "bulk_max_size": _int_range(1, MAX_BULK_SIZE),
     "url_prefix": _prefix,
     "sandbox": _bool,
-    "delivery": _choice("inline", "worker", "celery", "rq"),
+    "delivery": _choice("inline", "worker", *QUEUED),
     "delivery_max_attempts": _int_range(1, 1000),
     "delivery_backoff": _float_range(0.0, 30 * 86400.0),
     "delivery_max_backoff": _float_range(0.0, 30 * 86400.0),

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequen
 from flask import Flask, current_app, g, has_app_context, has_request_context
 from werkzeug.local import LocalProxy
 
-from .client import HAVNClient
 from .config import SANDBOX_API_KEY, SANDBOX_BASE_URL, SANDBOX_WEBHOOK_SECRET, HAVNConfig
 from .currency import RateProvider
 from .errors import HAVNConfigError
@@ -23,6 +22,7 @@ from .transport import Transport
 if TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
+    from .client import HAVNClient
     from .outbox import Outbox
     from .payments import Payments
     from .projects import Projects
@@ -142,7 +142,7 @@ class HAVN:
     # -- per-app objects -----------------------------------------------------
 
     @property
-    def client(self) -> HAVNClient:
+    def client(self) -> "HAVNClient":
         """The HAVN client of the current app context (created on first use, kept on ``g``)."""
         return _current_client()
 
@@ -318,7 +318,7 @@ def _app_or_current(app: Optional[Flask]) -> Flask:
     return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
-def _current_client() -> HAVNClient:
+def _current_client() -> "HAVNClient":
     client = g.get(_CLIENT_KEY)
     if client is None:
         client = get_state().make_client()
@@ -382,7 +382,7 @@ def _deliver_sandbox_events_in_process(app: Flask, state: HAVNState) -> None:
 
 
 #: The current app's :class:`HAVNClient` (like ``current_user``): ``current_havn.transactions.send(…)``.
-current_havn: HAVNClient = LocalProxy(_current_client)  # type: ignore[assignment]
+current_havn: "HAVNClient" = LocalProxy(_current_client)  # type: ignore[assignment]
 
 
 def _current_referral() -> Optional["Referral"]:

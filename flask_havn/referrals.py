@@ -37,15 +37,14 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from . import rules
 from .announce import announce
-from .client import HAVNClient
 from .config import SANDBOX_BASE_URL
 from .errors import HAVNConfigError, HAVNNotFoundError, HAVNValidationError
 from .models import utcnow
-from .projects import commit
 from .signals import referral_attached
 from .transport import Transport
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .client import HAVNClient
     from .state import HAVNState
 
 __all__ = ["Referral", "ReferralAttachment", "Referrals", "VoucherCheck",
@@ -253,6 +252,8 @@ class Referrals:
         changes nothing; a failing lookup raises its HAVN error. Sends
         ``referral_attached`` after the commit.
         """
+        from .projects import commit
+
         state = self._state.require_db()
         session = state.session
         project = state.projects.get(project)
@@ -303,7 +304,9 @@ class Referrals:
         return True
 
     @contextmanager
-    def _test_mode_client(self) -> Iterator[HAVNClient]:
+    def _test_mode_client(self) -> Iterator["HAVNClient"]:
+        from .client import HAVNClient
+
         config = self._state.config
         transport = Transport(api_key=config.api_key or "", webhook_secret=config.webhook_secret or "",
                               base_url=config.base_url, timeout=config.timeout, max_retries=config.max_retries,

@@ -19,6 +19,7 @@ T = TypeVar("T")
 
 __all__ = [
     "MAX_AMOUNT",
+    "MAX_BULK_SIZE",
     "MAX_CUSTOM_FIELDS",
     "MAX_ID",
     "FieldErrors",
@@ -51,6 +52,8 @@ __all__ = [
 
 #: Largest amount HAVN accepts, in raw minor units ("$10M" in cents).
 MAX_AMOUNT = 1_000_000_000
+#: Most users HAVN accepts in one bulk user-sync request (contract §3.5).
+MAX_BULK_SIZE = 50
 #: Largest id a 32-bit ``INTEGER`` primary key holds: larger ids cannot exist (and would overflow drivers).
 MAX_ID = 2 ** 31 - 1
 #: The range of a signed 64-bit ``BIGINT``: an integer outside it fits no integer column (and PostgreSQL

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 from flask import Flask, current_app
 
-from .client import HAVNClient
 from .config import HAVNConfig
 from .currency import RateProvider, resolve_rate
 from .errors import HAVNConfigError
@@ -26,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import requests
     from flask_sqlalchemy import SQLAlchemy
 
+    from .client import HAVNClient
     from .outbox import Outbox
     from .outbox.schedule import TaskQueue
     from .payments import Payments
@@ -85,8 +85,10 @@ class HAVNState:
         if self.sandbox_delivery_session is not None:
             self.sandbox_delivery_session.close()
 
-    def make_client(self) -> HAVNClient:
+    def make_client(self) -> "HAVNClient":
         """A client over this app's pooled transport (cheap: no new connections)."""
+        from .client import HAVNClient
+
         return HAVNClient(
             transport=self.transport,
             default_payment_gateway=self.config.payment_gateway,

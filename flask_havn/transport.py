@@ -35,14 +35,9 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from urllib.parse import urlparse
 
-import requests
-from requests.adapters import BaseAdapter
-from requests.cookies import RequestsCookieJar, merge_cookies
-from requests.structures import CaseInsensitiveDict
-
-from ._deadline import DeadlineAdapter, attempt_deadline, deadline_passed
 from ._version import __version__
 from .errors import (
     HAVNAPIError,
@@ -56,6 +51,13 @@ from .errors import (
     redact,
 )
 from .signing import canonical_json, sign_body
+
+if TYPE_CHECKING:  # pragma: no cover
+    # requests (and urllib3 below it) is imported on the first session a transport makes, not with
+    # this module: an app that builds its transport at init_app starts without it (bench_coldstart).
+    import requests
+    from requests.adapters import BaseAdapter
+    from requests.structures import CaseInsensitiveDict
 
 __all__ = [
     "Transport",
@@ -210,7 +212,7 @@ def error_from_response(
     request_id = resp.headers.get("X-Request-Id") or None
     where = ""
     if resp.request is not None and resp.request.method:
-        path = requests.utils.urlparse(resp.request.url or "").path
+        path = urlparse(resp.request.url or "").path
         where = f" on {resp.request.method} {path}"
     label = f"HTTP {status}" + (f" {error_type}" if error_type else "")
     hint = _HINTS.get(status, _SERVER_HINT if status >= 500 else "Check the request against HAVN's API contract.")
@@ -407,10 +409,28 @@ class Transport:
         self._shared_session = session
         self._sessions = _ThreadSessions(self._new_session)
         self._urls: Dict[str, str] = {}
-        self.user_agent = f"flask-havn/{__version__} python-requests/{requests.__version__}"
+        self._user_agent: Optional[str] = None
+
+    @property
+    def user_agent(self) -> str:
+        """The ``User-Agent`` header: ``flask-havn/<version> python-requests/<version>``."""
+        if self._user_agent is None:
+            import requests
+
+            self._user_agent = f"flask-havn/{__version__} python-requests/{requests.__version__}"
+        return self._user_agent
+
+    @user_agent.setter
+    def user_agent(self, value: str) -> None:
+        self._user_agent = value
 
     def _new_session(self) -> Tuple[requests.Session, CaseInsensitiveDict]:
         """A session for one thread, and the headers every call of it starts from."""
+        import requests
+        from requests.structures import CaseInsensitiveDict
+
+        from ._deadline import DeadlineAdapter
+
         session = requests.Session()
         # No urllib3 retries: our loop below does them, with headers honoured.
         adapter = DeadlineAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
@@ -489,6 +509,8 @@ class Transport:
         """``url`` (with ``query``) as ``requests`` would send it; parameterless ones are remembered."""
         known = self._urls.get(url) if query is None else None
         if known is None:
+            import requests
+
             prepared = requests.PreparedRequest()
             prepared.prepare_url(url, query)
             known = prepared.url or url
@@ -506,6 +528,9 @@ class Transport:
                                                 timeout=timeout, allow_redirects=False)
         # Our own sessions skip Session.request: the environment was read once per session,
         # there is no auth, no params and no hooks to merge, and the URL is prepared once.
+        import requests
+        from requests.cookies import RequestsCookieJar, merge_cookies
+
         lease = self._sessions.lease()
         prepared = requests.PreparedRequest()
         prepared.method = method
@@ -545,6 +570,10 @@ class Transport:
         Each attempt is bounded by ``timeout`` in total; the whole call by
         :meth:`max_call_seconds`.
         """
+        import requests
+
+        from ._deadline import attempt_deadline, deadline_passed
+
         method = method.upper()
         url = self.base_url + "/" + path.lstrip("/")
         if body is not None:

@@ -25,13 +25,13 @@ host. The webhook endpoint lives in another blueprint and is not behind
 from __future__ import annotations
 
 import contextlib
+import functools
 from datetime import datetime
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from .payments import PAYMENT_FIELDS
 from .rules import MAX_ID, FieldErrors, load_json
 from .state import get_state
 from .errors import (
@@ -66,9 +66,18 @@ _REQUIRED_PAYMENT_FIELDS = (
 #: Python argument of a service → the JSON field a route calls it (errors name what the caller sent).
 _PROJECT_NAMES = {"name": "project_name", "project": "project_id"}
 _PAYMENT_NAMES = {"amount": "amount_cents", "subtotal": "subtotal_cents", "project": "project_id"}
-#: Every field POST /payments accepts (the keyword ones in the order of :data:`PAYMENT_FIELDS`).
-_PAYMENT_FIELDS = ("project_id", "amount_cents", "currency", "status") + tuple(
-    name for name in PAYMENT_FIELDS if name not in ("status", "subtotal")) + ("subtotal_cents",)
+
+
+@functools.lru_cache(maxsize=None)
+def _payment_fields() -> Tuple[str, ...]:
+    """Every field POST /payments accepts (the keyword ones in the order of :data:`PAYMENT_FIELDS`).
+
+    Made on the first payment, not at import: the services are imported when first used.
+    """
+    from .payments import PAYMENT_FIELDS
+
+    return ("project_id", "amount_cents", "currency", "status") + tuple(
+        name for name in PAYMENT_FIELDS if name not in ("status", "subtotal")) + ("subtotal_cents",)
 
 
 def _iso(value: Optional[datetime]) -> Optional[str]:
@@ -275,7 +284,7 @@ def sync_members(project_id: int) -> Any:
 def _payment_arguments(data: Mapping[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
     """``POST /payments``' JSON as the arguments of :meth:`Payments.record`."""
     args = (data.get("project_id"), data.get("amount_cents"), data.get("currency", "USD"))
-    kwargs = {name: data.get(name) for name in _PAYMENT_FIELDS[4:-1]}
+    kwargs = {name: data.get(name) for name in _payment_fields()[4:-1]}
     kwargs.update(subtotal=data.get("subtotal_cents"), status=data.get("status", "completed"))
     return args, kwargs
 
@@ -283,7 +292,7 @@ def _payment_arguments(data: Mapping[str, Any]) -> Tuple[Tuple[Any, ...], Dict[s
 def record_payment() -> Tuple[Response, int]:
     """``POST /payments``: record (and, inline, deliver) a payment; 201, or 200 if already recorded."""
     data = _json_body()
-    _only(data, _PAYMENT_FIELDS)
+    _only(data, _payment_fields())
     payments = get_state().payments
     args, kwargs = _payment_arguments(data)
     # Every problem at once: the missing required fields, then what the service finds.

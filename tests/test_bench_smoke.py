@@ -78,3 +78,22 @@ def test_webhook_ingest_benchmark_runs(capsys):
     bench_ingest.print_figures(figures)
     out = capsys.readouterr().out
     assert "webhook ingest, matched payment" in out and "goal ≥ 0.75" in out
+
+
+def test_cold_start_benchmark_runs(capsys):
+    from bench import bench_coldstart
+
+    figures = bench_coldstart.measure(rounds=1)
+    assert set(figures) == {"baseline", "production", "sandbox", "production_uncached"}
+    assert all(_seconds(v) for v in figures.values())
+    bench_coldstart.print_figures(figures)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "goal ≤ 1.25" in lines[0] and "Flask+SQLAlchemy app" in lines[0]
+    assert "embedded sandbox" in lines[1] and "no bytecode" in lines[2]
+
+
+def test_a_failing_cold_start_program_is_an_error_not_a_figure():
+    from bench import bench_coldstart
+
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        bench_coldstart.measure(rounds=1, programs={"baseline": "1 / 0"})

@@ -27,10 +27,9 @@ from typing import Any, List, Protocol, Tuple
 
 import sqlalchemy as sa
 
-__all__ = ["QUEUED", "TaskQueue", "enqueue_after_commit", "send", "watch_session"]
+from ..config import QUEUED
 
-#: ``HAVN_DELIVERY`` values that deliver through a task queue.
-QUEUED = ("celery", "rq")
+__all__ = ["QUEUED", "TaskQueue", "enqueue_after_commit", "send", "watch_session"]
 
 logger = logging.getLogger("flask_havn.delivery")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..config import QUEUED
 from ..errors import HAVNConfigError
-from ..outbox.schedule import QUEUED, watch_session
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..state import HAVNState
@@ -46,4 +46,6 @@ def attach(state: "HAVNState") -> None:
             from . import celery  # noqa: F401  (the extra is there; binding comes with init_celery)
     except ImportError as exc:
         raise missing_extra(engine, exc) from None
+    from ..outbox.schedule import watch_session
+
     watch_session(state.require_db().session)
