@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 import sqlalchemy as sa
@@ -283,21 +284,21 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
     values, failure = _outcome(state, payment, result, error, finished)
     values.update(claimed_by=None, claimed_at=None, updated_at=finished)
     target = values["delivery_state"]
-    mine = sa.and_(Payment.id == payment.id, Payment.claimed_by == worker_id)
+    by_state, held_only = _held_row_updates(Payment.__table__)
+    mine = {"row_id": payment.id, "worker": worker_id}
 
-    def write(where: Any, new_values: Mapping[str, Any]) -> bool:
-        return bool(session.execute(sa.update(Payment).where(where).values(**new_values)
-                                    .execution_options(synchronize_session=False)).rowcount == 1)
+    def write(state_now: str) -> bool:
+        return bool(session.execute(by_state, {**mine, "state_now": state_now, **values}).rowcount == 1)
 
     loaded = _loaded(payment)
     in_transaction_signal = False
     try:
         # First "sending" → target: if that moved the row, this attempt is the first to record its
         # verdict. Else HAVN's event may have recorded the same verdict already: write ours too.
-        first = write(sa.and_(mine, Payment.delivery_state == "sending"), values)
-        held = first or write(sa.and_(mine, Payment.delivery_state == target), values)
+        first = write("sending")
+        held = first or write(target)
         if not held:
-            write(mine, {"claimed_by": None, "claimed_at": None})
+            session.execute(held_only, {**mine, "claimed_by": None, "claimed_at": None})
         in_transaction_signal = first and target == "conversion_failed"
         if in_transaction_signal:
             session.refresh(payment)
@@ -324,6 +325,15 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
     else:
         announce(transaction_failed, f"payment {payment.id}", payment=payment, error=failure)
     return Attempt(payment=payment, state=target, error=failure)
+
+
+@lru_cache(maxsize=16)
+def _held_row_updates(table: sa.Table) -> Tuple[Any, Any]:
+    """UPDATEs of a row ``worker`` holds (``row_id``, ``worker``), built once; the SET columns are the
+    parameters' other keys: one also requiring ``delivery_state = :state_now``, one not."""
+    mine = (table.c.id == sa.bindparam("row_id"), table.c.claimed_by == sa.bindparam("worker"))
+    return (table.update().where(*mine, table.c.delivery_state == sa.bindparam("state_now")),
+            table.update().where(*mine))
 
 
 def _loaded(payment: Any) -> Dict[str, Any]:

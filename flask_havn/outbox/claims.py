@@ -15,7 +15,8 @@ import socket
 import threading
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Deque, Optional
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
 
 import sqlalchemy as sa
 
@@ -59,17 +60,21 @@ def lease_seconds(config: HAVNConfig) -> float:
 
 def due(Payment: Any, now: datetime, lease: float) -> Any:
     """SQL condition: the payment is completed and may be claimed at ``now``."""
-    stale = now - timedelta(seconds=lease)
+    return _due(Payment, now, now - timedelta(seconds=lease))
+
+
+def _due(columns: Any, now: Any, stale: Any) -> Any:
+    """:func:`due` over ``columns`` (the model, or its table's ``.c``) with ``now`` and the lease's start."""
     return sa.and_(
-        Payment.status == "completed",
+        columns.status == "completed",
         sa.or_(
             sa.and_(
-                Payment.delivery_state.in_(CLAIMABLE),
-                sa.or_(Payment.next_attempt_at.is_(None), Payment.next_attempt_at <= now),
+                columns.delivery_state.in_(CLAIMABLE),
+                sa.or_(columns.next_attempt_at.is_(None), columns.next_attempt_at <= now),
             ),
             sa.and_(
-                Payment.delivery_state == "sending",
-                sa.or_(Payment.claimed_at.is_(None), Payment.claimed_at <= stale),
+                columns.delivery_state == "sending",
+                sa.or_(columns.claimed_at.is_(None), columns.claimed_at <= stale),
             ),
         ),
     )
@@ -85,39 +90,36 @@ def _due_now(state: "HAVNState", now: datetime) -> Any:
     return due(Payment, now, lease_seconds(state.config))
 
 
-def _take(state: "HAVNState", payment_id: int, worker_id: str, now: datetime) -> bool:
-    """The conditional UPDATE that takes the row (rowcount 1 = ours). Does not commit."""
-    Payment = state.models.Payment  # type: ignore[union-attr]
-    stmt = (
-        sa.update(Payment)
-        .where(Payment.id == payment_id, _due_now(state, now))
-        .values(delivery_state="sending", claimed_by=worker_id, claimed_at=now,
-                attempts=Payment.attempts + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(state.session.execute(stmt).rowcount == 1)
+@lru_cache(maxsize=16)
+def _claim_statements(table: sa.Table) -> Tuple[Any, Any]:
+    """``(lock, take)`` for ``table``, built once: PostgreSQL's ``SELECT … FOR UPDATE SKIP LOCKED`` of a due
+    row, and the conditional UPDATE that takes it. Parameters: ``row_id``, ``now``, ``stale``, ``worker``."""
+    c = table.c
+    where = (c.id == sa.bindparam("row_id"), _due(c, sa.bindparam("now"), sa.bindparam("stale")))
+    lock = sa.select(c.id).where(*where).with_for_update(skip_locked=True)
+    take = table.update().where(*where).values(
+        delivery_state="sending", claimed_by=sa.bindparam("worker"), claimed_at=sa.bindparam("now"),
+        attempts=c.attempts + 1, updated_at=sa.bindparam("now"))
+    return lock, take
 
 
 def claim(state: "HAVNState", payment_id: int, *, worker_id: str, now: Optional[datetime] = None) -> bool:
     """Take ``payment_id`` for delivery if it is due; commit; ``True`` if this caller holds it now."""
     now = now or utcnow()
     session = state.session
-    Payment = state.models.Payment  # type: ignore[union-attr]
+    lock, take = _claim_statements(state.models.Payment.__table__)  # type: ignore[union-attr]
+    params = {"row_id": payment_id, "now": now, "stale": now - timedelta(seconds=lease_seconds(state.config)),
+              "worker": worker_id}
     try:
-        if is_postgres(state):
-            locked = session.execute(
-                sa.select(Payment.id).where(Payment.id == payment_id, _due_now(state, now))
-                .with_for_update(skip_locked=True)
-            ).scalar()
-            if locked is None:
-                session.rollback()
-                return False
-        won = _take(state, payment_id, worker_id, now)
+        if is_postgres(state) and session.execute(lock, params).scalar() is None:
+            session.rollback()
+            return False
+        won = session.execute(take, params).rowcount == 1
         session.commit()
     except Exception:
         session.rollback()
         raise
-    return won
+    return bool(won)
 
 
 def count_due(state: "HAVNState", *, now: Optional[datetime] = None) -> int:

@@ -5,12 +5,11 @@ from decimal import Decimal
 from typing import Any, Dict, List, Mapping, MutableMapping, Optional
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from ..currency import parse_rate_table, rate_text, to_usd_cents
 from ..errors import HAVNValidationError
 from ..rules import check_bool, check_email, check_text, optional_code
-from .context import Ctx
+from .context import Ctx, rates_in_force
 from .errors import bad_request, from_validation, not_found, unprocessable
 from .store import AssociateRow, CommissionRow, LoginTokenRow, RateRow, TransactionRow, UserRow, VoucherRow
 from .transactions import CONVERSION_MISMATCH, commission_shares
@@ -29,13 +28,6 @@ def checked_rates(rates: Any, field: str = "rates") -> Dict[str, Decimal]:
         return parse_rate_table(rates, field=field)
     except HAVNValidationError as exc:
         raise from_validation(exc) from None
-
-
-def rates_in_force(session: Session, configured: Mapping[str, Decimal]) -> Dict[str, Decimal]:
-    """The configured rates with the stored changes (``PUT /rates``, seeds) over them."""
-    rates = dict(configured)
-    rates.update((row.code, Decimal(row.rate)) for row in session.scalars(select(RateRow)))
-    return rates
 
 
 def store_rates(ctx: Ctx, rates: Mapping[str, Decimal]) -> None:

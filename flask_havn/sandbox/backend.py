@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from .admin import build_event_data, checked_rates, deep_merge, dump, rates_in_force, seed, store_rates
+from .admin import build_event_data, checked_rates, deep_merge, dump, seed, store_rates
 from .context import Ctx, Ids, utcnow
 from .errors import SandboxError, bad_request, not_found
 from .outcome import Event, Outcome
@@ -83,9 +83,7 @@ class SandboxBackend:
         with self._lock:
             session = self._store.session()
             try:
-                ctx = Ctx(session=session, settings=self.settings,
-                          rates=rates_in_force(session, self.settings.exchange_rates), ids=self._ids,
-                          now=self._clock())
+                ctx = Ctx(session=session, settings=self.settings, ids=self._ids, now=self._clock())
                 result = work(ctx)
                 if test_mode:
                     session.rollback()

@@ -10,17 +10,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Mapping, Optional, Tuple, Type
+from typing import Dict, Mapping, Optional, Tuple, Type
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .settings import SandboxSettings
-from .store import Base, next_seq
+from .store import Base, RateRow, next_seq
 
-__all__ = ["Ids", "Ctx", "iso", "utcnow"]
+__all__ = ["Ids", "Ctx", "iso", "rates_in_force", "utcnow"]
 
 _ALNUM = string.ascii_uppercase + string.digits
 
@@ -59,15 +60,34 @@ class Ids:
         return f"{prefix}_{n:06d}{self.hex(prefix, n)}"
 
 
+def rates_in_force(session: Session, configured: Mapping[str, Decimal]) -> Dict[str, Decimal]:
+    """The configured rates with the stored changes (``PUT /rates``, seeds) over them."""
+    rates = dict(configured)
+    rates.update((row.code, Decimal(row.rate)) for row in session.scalars(select(RateRow)))
+    return rates
+
+
 @dataclass
 class Ctx:
-    """One backend call's working set."""
+    """One backend call's working set. ``rates`` are read from the store on first use (most calls
+    convert nothing)."""
 
     session: Session
     settings: SandboxSettings
-    rates: Mapping[str, Decimal]
     ids: Ids
     now: datetime
+    _rates: Optional[Mapping[str, Decimal]] = field(default=None, repr=False)
+
+    @property
+    def rates(self) -> Mapping[str, Decimal]:
+        """The exchange rates in force for this call (USD per one major unit)."""
+        if self._rates is None:
+            self._rates = rates_in_force(self.session, self.settings.exchange_rates)
+        return self._rates
+
+    @rates.setter
+    def rates(self, value: Mapping[str, Decimal]) -> None:
+        self._rates = value
 
     @property
     def stamp(self) -> str:

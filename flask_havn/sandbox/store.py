@@ -14,6 +14,7 @@ for the other's write lock; creating and rebuilding the schema are transactions 
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Optional, Type
 
 from sqlalchemy import JSON, Boolean, Integer, MetaData, String, create_engine, event, func, select
@@ -177,8 +178,13 @@ BUSY_TIMEOUT = 30.0
 
 def next_seq(session: Session, model: Type[Base]) -> int:
     """The next ``seq`` of ``model``'s table: one past the highest stored (or pending) row."""
-    current = session.scalar(select(func.max(model.seq)))  # type: ignore[attr-defined]
+    current = session.scalar(_highest_seq(model))
     return int(current or 0) + 1
+
+
+@lru_cache(maxsize=None)
+def _highest_seq(model: Type[Base]) -> Any:
+    return select(func.max(model.seq))  # type: ignore[attr-defined]
 
 
 def _make_engine(uri: str) -> Engine:

@@ -29,7 +29,7 @@ import hashlib
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select
 
 from ..currency import MAX_ORIGINAL_AMOUNT, parse_rate, rate_text, to_usd_cents
 from ..errors import HAVNValidationError
@@ -68,13 +68,20 @@ def commission_shares(amount_usd: int, levels: Tuple[Decimal, ...]) -> List[int]
     return [int((Decimal(amount_usd) * pct / 100).to_integral_value(rounding=ROUND_FLOOR)) for pct in levels]
 
 
+#: Whether an email already has a completed transaction (built once; ``email`` is bound per call).
+_SEEN_CUSTOMER = (select(TransactionRow.seq)
+                  .where(TransactionRow.customer_email_lower == bindparam("email"), TransactionRow.status == "completed")
+                  .limit(1))
+#: The stored transactions a request may repeat: by its Idempotency-Key or by its gateway id (built once).
+_SAME_REQUEST = (select(TransactionRow)
+                 .where(or_(TransactionRow.idempotency_key == bindparam("key"),
+                            TransactionRow.payment_gateway_transaction_id == bindparam("pg_id")))
+                 .limit(2))
+
+
 def customer_type_for(ctx: Ctx, email: str) -> str:
     """``NEW_CUSTOMER`` before the email's first completed transaction, ``RECURRING`` after."""
-    seen = ctx.session.scalar(
-        select(TransactionRow.seq)
-        .where(TransactionRow.customer_email_lower == email.strip().lower(), TransactionRow.status == "completed")
-        .limit(1)
-    )
+    seen = ctx.session.scalar(_SEEN_CUSTOMER, {"email": email.strip().lower()})
     return "RECURRING" if seen is not None else "NEW_CUSTOMER"
 
 
@@ -176,15 +183,18 @@ def _replay(row: TransactionRow) -> Outcome:
 
 
 def _idempotent(ctx: Ctx, digest: str, pg_id: str, key: Optional[str]) -> Optional[Outcome]:
-    """The stored answer for a repeated request, a 409 for a clashing one, else ``None``."""
-    if key is not None:
-        row = ctx.session.scalar(select(TransactionRow).where(TransactionRow.idempotency_key == key))
-        if row is not None:
-            if row.request_hash != digest:
-                raise conflict(f"Idempotency-Key {key!r} was already used for a different transaction payload; "
-                               "send a new key for a new transaction", field="Idempotency-Key")
-            return _replay(row)
-    row = ctx.session.scalar(select(TransactionRow).where(TransactionRow.payment_gateway_transaction_id == pg_id))
+    """The stored answer for a repeated request, a 409 for a clashing one, else ``None``.
+
+    The Idempotency-Key is looked at first, then the payment's gateway id (one query for both).
+    """
+    rows = ctx.session.scalars(_SAME_REQUEST, {"key": key, "pg_id": pg_id}).all()
+    by_key = next((row for row in rows if key is not None and row.idempotency_key == key), None)
+    if by_key is not None:
+        if by_key.request_hash != digest:
+            raise conflict(f"Idempotency-Key {key!r} was already used for a different transaction payload; "
+                           "send a new key for a new transaction", field="Idempotency-Key")
+        return _replay(by_key)
+    row = next((row for row in rows if row.payment_gateway_transaction_id == pg_id), None)
     if row is not None:
         if row.request_hash != digest:
             raise conflict(f"payment_gateway_transaction_id {pg_id!r} was already recorded with a different payload; "
