@@ -127,3 +127,7 @@ def run(quick: bool, postgres_url: Optional[str] = None) -> None:
         proc.stdin.write("\n")
         proc.stdin.flush()
         proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    run("--quick" in sys.argv)

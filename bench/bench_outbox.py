@@ -10,6 +10,7 @@ otherwise 100,000 (the issue's figure).
 """
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from typing import Any, Callable, List, Optional, Set
@@ -110,3 +111,7 @@ def run(quick: bool) -> None:
         old = _timed_pass(app, _not_in, old_count)
         print(f"{'outbox pass: ' + format(old_count, ',') + ' due, NOT IN (0.1)':<44} first {old[0] * 1e6:7.0f} µs/claim"
               f"   last {old[-1] * 1e6:7.0f} µs/claim   ratio last/first {old[-1] / old[0]:5.2f}")
+
+
+if __name__ == "__main__":
+    run("--quick" in sys.argv)

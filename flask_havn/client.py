@@ -288,8 +288,13 @@ class TransactionsResource(_Resource):
         server_side_conversion: Optional[bool] = None,
         idempotency_key: Optional[str] = None,
         default_payment_gateway: Optional[str] = None,
+        test_mode: Optional[bool] = None,
     ) -> TransactionResult:
         """Send one completed payment to HAVN; return the transaction and its commissions.
+
+        ``test_mode`` sends this call in (``True``) or out of (``False``) HAVN's
+        test mode, whatever the client's own (``None``, the default: the
+        client's); the outbox passes the mark each payment was recorded with.
 
         ==============================  =====================================================
         argument                        on the wire
@@ -397,7 +402,9 @@ class TransactionsResource(_Resource):
             "description": _optional_str(description, "description", strip=False),
             "server_side_conversion": True if convert else None,
         })
-        answer = self._transport.request("POST", f"{API}/transaction", payload=payload, idempotency_key=key)
+        answer = self._transport.request("POST", f"{API}/transaction", payload=payload, idempotency_key=key,
+                                         test_mode=None if test_mode is None else rules.check_bool(test_mode,
+                                                                                                    "test_mode"))
         return TransactionResult.from_dict(answer)
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import SimpleNamespace
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import sqlalchemy as sa
 
@@ -33,6 +34,7 @@ __all__ = [
     "find_payment",
     "apply_event",
     "event_changes",
+    "EVENT_COLUMNS",
     "commissions_of",
     "reason_of",
     "COMMISSION_DISTRIBUTED",
@@ -222,7 +224,7 @@ _LOOKUP_KEYS = (("payment_gateway_transaction_id", "payment_gateway_transaction_
 
 
 def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any], *,
-                 test_mode: bool = False) -> Optional[Any]:
+                 test_mode: bool = False, columns: Optional[Sequence[str]] = None) -> Optional[Any]:
     """The local Payment an event's ``data.transaction`` names, or ``None``.
 
     Tried in order: ``payment_gateway_transaction_id`` (unique), ``invoice_id``
@@ -234,6 +236,8 @@ def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any], *,
     One indexed query asks all the keys the event has at once, best key first,
     and reads at most three rows; only when those cannot settle it (an
     ambiguous key filling them) is each later key asked on its own.
+    ``columns``: read only these columns and return them as attributes of a
+    plain object (no ORM row), for a caller that only needs them.
     """
     transaction = _transaction(data)
     given = [(key, value) for key, value in ((key, _text(transaction.get(key))) for key, _ in _LOOKUP_KEYS)
@@ -242,28 +246,32 @@ def find_payment(session: Any, payment_model: Any, data: Mapping[str, Any], *,
         return None
     names = tuple(key for key, _ in given)
     params = {key: value for key, value in given}
-    rows = session.execute(_lookup(payment_model, names, test_mode), params).all()
+    wanted = None if columns is None else tuple(columns)
+    rows = session.execute(_lookup(payment_model, names, test_mode, wanted), params).all()
     # Every row matching key k ranks at most k: the window holds them all unless it is full and
     # its last row ranks k or better.
-    complete_up_to = rows[-1][1] - 1 if len(rows) == _LOOKUP_WINDOW else len(names)
+    complete_up_to = rows[-1][0] - 1 if len(rows) == _LOOKUP_WINDOW else len(names)
     for place, name in enumerate(names):
         if place > complete_up_to:
-            found = session.execute(_lookup(payment_model, (name,), test_mode), params).all()
+            found = session.execute(_lookup(payment_model, (name,), test_mode, wanted), params).all()
         else:
-            found = [row for row in rows if row[2 + place]]
+            found = [row for row in rows if row[1 + place]]
         if len(found) == 1:
-            return found[0][0]
+            values = found[0][-len(wanted):] if wanted else found[0][-1:]
+            return SimpleNamespace(**dict(zip(wanted, values))) if wanted else values[0]
     return None
 
 
 @lru_cache(maxsize=64)
-def _lookup(payment_model: Any, names: Tuple[str, ...], test_mode: bool) -> Any:
-    """The lookup statement for these keys: ``(Payment, rank, matches key 0, matches key 1…)``, best
-    rank first, at most :data:`_LOOKUP_WINDOW` rows; built once, the values are bound parameters."""
-    columns = dict(_LOOKUP_KEYS)
-    keys = [getattr(payment_model, columns[name]) == sa.bindparam(name) for name in names]
+def _lookup(payment_model: Any, names: Tuple[str, ...], test_mode: bool, columns: Optional[Tuple[str, ...]]) -> Any:
+    """The lookup statement for these keys: ``(rank, matches key 0, matches key 1…, Payment or the
+    columns)``, best rank first, at most :data:`_LOOKUP_WINDOW` rows; built once, the values are bound
+    parameters."""
+    by_name = dict(_LOOKUP_KEYS)
+    keys = [getattr(payment_model, by_name[name]) == sa.bindparam(name) for name in names]
     rank = sa.case(*((key, place) for place, key in enumerate(keys)), else_=len(keys))
-    query = (sa.select(payment_model, rank, *(sa.case((key, 1), else_=0) for key in keys))
+    payload = [payment_model] if columns is None else [payment_model.__table__.c[name] for name in columns]
+    query = (sa.select(rank, *(sa.case((key, 1), else_=0) for key in keys), *payload)
              .where(sa.or_(*keys)).order_by(rank).limit(_LOOKUP_WINDOW))
     return query.where(payment_model.test_mode.is_(True)) if test_mode else query
 
@@ -281,8 +289,13 @@ def reason_of(data: Mapping[str, Any]) -> str:
     return failure_details(data)["reason"]
 
 
+#: The Payment columns :func:`event_changes` reads (with ``id``).
+EVENT_COLUMNS = ("id", "delivery_state", "sent_at", "conversion_mode", "havn_details", "havn_transaction_id")
+
+
 def event_changes(event: Event, payment: Any, now: datetime) -> Dict[str, Any]:
-    """The column values ``event`` sets on ``payment`` (a Payment row, read only), by column name.
+    """The column values ``event`` sets on ``payment`` (a Payment row, or any object with the
+    :data:`EVENT_COLUMNS` as attributes; read only), by column name.
 
     ``commission.distributed``: ``delivery_state`` becomes ``sent`` (HAVN has the
     transaction), with HAVN's transaction id, the commissions and their total;

@@ -480,12 +480,13 @@ class Transport:
 
     # -- requests ----------------------------------------------------------
 
-    def _call_headers(self, body: Optional[bytes], idempotency_key: Optional[str]) -> Dict[str, str]:
+    def _call_headers(self, body: Optional[bytes], idempotency_key: Optional[str],
+                      test_mode: Optional[bool] = None) -> Dict[str, str]:
         """The headers that change per call (the session's lease holds the rest)."""
         headers = {"X-Signature": sign_body(self._webhook_secret, body or b"{}")}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        if self.test_mode:
+        if self.test_mode if test_mode is None else test_mode:
             headers["X-Test-Mode"] = "true"
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
@@ -558,12 +559,15 @@ class Transport:
         params: Optional[Mapping[str, Any]] = None,
         idempotency_key: Optional[str] = None,
         body: Optional[bytes] = None,
+        test_mode: Optional[bool] = None,
     ) -> Dict[str, Any]:
         """Send one API call (with retries); return HAVN's JSON object.
 
         ``payload`` is serialised with :func:`~flask_havn.signing.canonical_json`;
         ``body`` instead passes bytes the caller already made that way (sent
         and signed as they are), e.g. to serialise a large batch only once.
+        ``test_mode`` overrides the transport's own for this call (``None``: the
+        transport's).
         A 2xx whose body is empty or not JSON gives ``{"success": True}``; a 2xx
         whose JSON is not an object gives ``{"success": True, "data": <it>}``.
         Raises :class:`HAVNNetworkError` or a :class:`HAVNAPIError` subclass.
@@ -589,7 +593,7 @@ class Transport:
             raise HAVNValidationError("idempotency_key", "must be 1 to 255 printable ASCII characters")
         if method == "POST" and idempotency_key is None:
             idempotency_key = uuid.uuid4().hex
-        call_headers = self._call_headers(body, idempotency_key)
+        call_headers = self._call_headers(body, idempotency_key, test_mode)
         query = self._query(params)
         secrets = (self._api_key, self._webhook_secret)
 

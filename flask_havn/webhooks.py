@@ -56,12 +56,13 @@ from .errors import HAVNConfigError, WebhookVerificationError
 from .events import (
     COMMISSION_DISTRIBUTED,
     CONVERSION_FAILED,
+    EVENT_COLUMNS,
     KNOWN_TYPES,
     EnvelopeError,
     Event,
-    event_changes,
     check_columns,
     commissions_of,
+    event_changes,
     find_payment,
     parse_envelope,
 )
@@ -256,7 +257,13 @@ class WebhookReceiver:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         # Found before the claim: a new event's row is then inserted with its payment (no UPDATE of
         # it), a duplicate costs one lookup. A read takes no lock (and on SQLite opens no transaction).
-        payment = find_payment(session, Payment, event.data, test_mode=event.test_mode) if known else None
+        # The Payment is loaded as an ORM row only when a receiver of this app will be handed it;
+        # otherwise the columns the event's changes depend on are enough.
+        handed = _handed_to_a_receiver(app, event)
+        payment = None
+        if known:
+            payment = find_payment(session, Payment, event.data, test_mode=event.test_mode,
+                                   columns=None if handed else EVENT_COLUMNS)
         payment_id = payment.id if payment is not None else None
         if not stored:
             # The claim, written with its outcome: a concurrent delivery of this id waits on it
@@ -281,8 +288,9 @@ class WebhookReceiver:
                 if changes:
                     changes["updated_at"] = now
                     connection.execute(_by_id(payments), {"row_id": payment.id, **changes})
-                    for name, value in changes.items():  # the row as written, not dirty: receivers see it
-                        set_committed_value(payment, name, value)
+                    if handed:
+                        for name, value in changes.items():  # the row as written, not dirty: receivers see it
+                            set_committed_value(payment, name, value)
             if event.type == COMMISSION_DISTRIBUTED:
                 signals.commission_distributed.send(app, event=event, payment=payment,
                                                     commissions=commissions_of(event.data))
@@ -299,7 +307,7 @@ class WebhookReceiver:
                       "again:\n%s", event.id, event.type, error)
             self._store_failure(event, error, counted=replay)
             return Outcome(500, "failed", error=error)
-        if payment is not None and _kept_by_a_receiver(app, event):
+        if payment is not None and handed:
             # Reload what the commit expired, so receivers that kept the Payment (and
             # record_signals() in tests) can still read it once the session is gone.
             try:
@@ -341,7 +349,7 @@ def _by_id(table: sa.Table) -> Any:
     return table.update().where(table.c.id == sa.bindparam("row_id"))
 
 
-def _kept_by_a_receiver(app: Flask, event: Event) -> bool:
+def _handed_to_a_receiver(app: Flask, event: Event) -> bool:
     """Whether a receiver of ``app`` was handed the Payment (a signal sent with ``payment=``)."""
     signal = {COMMISSION_DISTRIBUTED: signals.commission_distributed,
               CONVERSION_FAILED: signals.conversion_failed}.get(event.type)

@@ -489,3 +489,35 @@ def test_a_storage_failure_is_answered_500_json_so_the_sender_retries(host: Any,
     assert response.status_code == 500
     assert response.get_json()["error"] == "storage_failed"
     assert sent == []
+
+
+# -- the payment as an ORM row only when a receiver gets it ------------------------------------
+
+
+@pytest.mark.parametrize("event_type", ["commission.distributed", "transaction.conversion_failed"])
+def test_with_or_without_a_receiver_of_the_payment_the_row_ends_the_same(make_host: Any, event_type: str) -> None:
+    """Without a receiver the payment is read as plain columns; the row written must not differ."""
+    data = envelope()["data"] if event_type == "commission.distributed" else _conversion_data(
+        payment_gateway_transaction_id="pi_local_1")
+    signal = signals.commission_distributed if event_type == "commission.distributed" else signals.conversion_failed
+    rows, handed = [], []
+    for connect in (False, True):
+        host = make_host(config())
+        payment_id = add_payment(host, conversion_mode="server", havn_details={"kept": "from before"})
+
+        def receiver(sender: Any, payment: Any, **kwargs: Any) -> None:
+            handed.append(type(payment).__name__)
+
+        if connect:
+            signal.connect(receiver, sender=host.app, weak=False)
+        try:
+            assert post(host.app.test_client(), envelope(event_type, data=data)).status_code == 200
+        finally:
+            signal.disconnect(receiver, sender=host.app)
+        row = payment_row(host, payment_id)
+        assert row["updated_at"] is not None
+        rows.append({k: v for k, v in row.items() if k not in ("sent_at", "updated_at", "created_at")})
+        assert event_rows(host)[EVT]["payment_id"] == payment_id
+    assert handed == ["HAVNPayment"]
+    assert rows[0] == rows[1]
+    assert rows[0]["delivery_state"] == ("sent" if event_type == "commission.distributed" else "conversion_failed")

@@ -161,6 +161,9 @@ def send(state: "HAVNState", payment: Any) -> "TransactionResult":
         transaction_type=payment.transaction_type,
         invoice_id=payment.invoice_id,
         default_payment_gateway=state.config.payment_gateway,
+        # Sent as it was recorded: a test-mode payment stays test data after HAVN_TEST_MODE goes off,
+        # and a live one is sent live even while it is on.
+        test_mode=bool(payment.test_mode),
         **money_fields(payment),
     )
 
