@@ -180,7 +180,7 @@ def _parse_json(resp: requests.Response) -> Optional[Any]:
         return None
     try:
         return json.loads(resp.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep for Python's parser: not an answer
         return None
 
 

@@ -288,3 +288,20 @@ def test_control_routes_are_never_faulted(control: Control) -> None:
                         control("POST", "/seed", json={}).status_code]
     assert codes == [200, 200, 200]
     assert control.transaction("pg_x").status_code == 500
+
+
+@pytest.mark.parametrize("depth", [70, 100_000])
+def test_a_body_nested_too_deep_is_400_on_control_and_api_routes(control: Control, depth: int) -> None:
+    """Deep nesting (past rules.MAX_JSON_DEPTH, or past Python's own recursion limit) is a clear 400, never a 500."""
+    body = "[" * depth + "]" * depth
+    wrapped = '{"a": ' + body + "}"
+    before = control("GET", "/state").json()["counts"]
+    for text in (body, wrapped):
+        seeded = control("POST", "/seed", data=text, headers={"Content-Type": "application/json"})
+        assert seeded.status_code == 400, seeded.text
+        assert "levels deep" in seeded.json()["message"] or "JSON object" in seeded.json()["message"]
+        sent = control.http.post(control.base + "/api/v1/webhook/transaction", data=text,
+                                 headers={"X-API-Key": SANDBOX_API_KEY, "Content-Type": "application/json",
+                                          "X-Signature": "0" * 64})
+        assert sent.status_code in (400, 401), sent.text  # refused either way, never a 500
+    assert control("GET", "/state").json()["counts"] == before

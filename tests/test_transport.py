@@ -471,3 +471,17 @@ def test_mount_routes_a_prefix_through_an_adapter(clock: FakeClock):
     assert sent.url == "http://havn-sandbox.invalid/api/v1/webhook/login"
     assert sent.body == b'{"email":"a@b.co"}'
     assert sent.headers["X-Signature"] == sign_body(SECRET, sent.body)
+
+
+def test_an_answer_nested_too_deep_for_python_is_treated_as_no_json() -> None:
+    """A 2xx whose JSON is too deep to parse is taken as a body-less success, not a RecursionError."""
+    import requests as _requests
+
+    from flask_havn.transport import _parse_json
+
+    response = _requests.Response()
+    response.status_code = 200
+    response._content = b"[" * 100_000 + b"]" * 100_000
+    assert _parse_json(response) is None
+    response._content = b'{"success": true}'
+    assert _parse_json(response) == {"success": True}

@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, cast
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from ..errors import HAVNValidationError
+from ..rules import load_json
 from .errors import SandboxError, bad_request
 from .settings import public_slug, redirect_url
 from .state import SandboxState, get_state
@@ -64,13 +65,19 @@ def _json_object_bodies_only() -> None:
         raise SandboxError(415, "UnsupportedMediaType",
                            f"{what} takes a JSON object body with Content-Type: application/json, not {sent}; "
                            "send it as JSON ({} when there is nothing to say, e.g. requests' json={})")
-    if not isinstance(request.get_json(silent=True), dict):
+    try:
+        body = load_json(request.get_data(), "body")
+    except HAVNValidationError as exc:
+        raise bad_request(f"{what} takes a JSON object body ({{}} when there is nothing to say); this one "
+                          f"{exc.reason}") from None
+    if not isinstance(body, dict):
         raise bad_request(f"{what} takes a JSON object body ({{}} when there is nothing to say)")
+    g.havn_sandbox_body = body
 
 
 def _body() -> Dict[str, Any]:
-    """The JSON object sent (checked by :func:`_json_object_bodies_only`)."""
-    return cast(Dict[str, Any], request.get_json(silent=True))
+    """The JSON object sent (parsed and checked by :func:`_json_object_bodies_only`)."""
+    return cast(Dict[str, Any], g.havn_sandbox_body)
 
 
 def _faults_view(state: SandboxState) -> Dict[str, Any]:

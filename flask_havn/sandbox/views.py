@@ -10,13 +10,14 @@ backend returned. Every API answer carries ``X-RateLimit-Limit/Remaining/Reset``
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import uuid
 from typing import Any, Callable, Dict, Optional
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from ..errors import HAVNValidationError
+from ..rules import load_json
 from ..signing import verify_api_signature
 from .state import SandboxState, get_state
 from .backend import Outcome
@@ -87,9 +88,9 @@ def _json_object(body: bytes) -> Dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise bad_request("The request body is not valid JSON; send a JSON object") from None
+        payload = load_json(body, "body")
+    except HAVNValidationError as exc:
+        raise bad_request(f"The request body {exc.reason}; send a JSON object") from None
     if not isinstance(payload, dict):
         raise bad_request(f"The request body must be a JSON object, not {type(payload).__name__}")
     return payload
