@@ -289,8 +289,10 @@ def reason_of(data: Mapping[str, Any]) -> str:
     return failure_details(data)["reason"]
 
 
-#: The Payment columns :func:`event_changes` reads (with ``id``).
-EVENT_COLUMNS = ("id", "delivery_state", "sent_at", "conversion_mode", "havn_details", "havn_transaction_id")
+_UNSET = object()
+#: The Payment columns :func:`event_changes` reads: those an event may set, ``conversion_mode`` and ``id``.
+EVENT_COLUMNS = ("id", "conversion_mode", "delivery_state", "next_attempt_at", "havn_transaction_id", "commissions",
+                 "total_commission", "sent_at", "conversion_verdict", "havn_amount_usd", "havn_details", "last_error")
 
 
 def event_changes(event: Event, payment: Any, now: datetime) -> Dict[str, Any]:
@@ -304,7 +306,14 @@ def event_changes(event: Event, payment: Any, now: datetime) -> Dict[str, Any]:
     reason, amounts and rates (merged over what HAVN's synchronous answer left
     there), ``conversion_verdict`` ``failed`` and ``havn_amount_usd`` the amount
     HAVN expected; ``last_error`` the reason. Other types change nothing (``{}``).
+    A value the payment already holds is left out: the usual event repeats what
+    delivery recorded from HAVN's synchronous answer, and then changes nothing.
     """
+    changes = _event_values(event, payment, now)
+    return {name: value for name, value in changes.items() if getattr(payment, name, _UNSET) != value}
+
+
+def _event_values(event: Event, payment: Any, now: datetime) -> Dict[str, Any]:
     transaction = _transaction(event.data)
     havn_id = _text(transaction.get("transaction_id"))
     changes: Dict[str, Any] = {}

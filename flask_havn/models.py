@@ -15,9 +15,10 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Type
+from typing import Any, Dict, Mapping, Type
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 __all__ = [
     "CONVERSION_MODES",
@@ -31,6 +32,8 @@ __all__ = [
     "DELIVERY_STATES",
     "EVENT_STATUSES",
     "column_length",
+    "loaded_values",
+    "show_committed",
     "utcnow",
 ]
 
@@ -62,6 +65,25 @@ def column_length(model: Any, name: str) -> int:
     every value is checked against this before it is written or sent to HAVN.
     """
     return int(model.__table__.c[name].type.length)
+
+
+def loaded_values(row: Any) -> Dict[str, Any]:
+    """The attributes of ORM ``row`` loaded now (columns and loaded relationships), to show again after
+    a commit expires them (:func:`show_committed`)."""
+    return dict(sa.inspect(row).dict)
+
+
+def show_committed(row: Any, *values: Mapping[str, Any]) -> Any:
+    """``row`` holding ``values`` (later ones win) as its committed state, without a query.
+
+    After a commit another process may already have moved the row on; reading
+    it again would report that, and cost a query nobody asked for. What is not
+    in ``values`` stays expired (read from the database on first use).
+    """
+    for key, value in {key: value for mapping in values for key, value in mapping.items()}.items():
+        if not key.startswith("_"):
+            set_committed_value(row, key, value)
+    return row
 
 
 @dataclass(frozen=True)

@@ -72,12 +72,14 @@ def test_older_benchmarks_still_run(module, capsys):
 
 def test_webhook_ingest_benchmark_runs(capsys):
     figures = bench_ingest.measure(number=3, rounds=1)
-    assert set(figures) == {"matched", "unknown"}
+    assert set(figures) == {"matched", "unknown", "first news"}
     for times in figures.values():
         assert set(times) == {"ours", "bare"} and all(_seconds(value) for value in times.values())
     bench_ingest.print_figures(figures)
     out = capsys.readouterr().out
     assert "webhook ingest, matched payment" in out and "goal ≥ 0.75" in out
+    handed = bench_ingest.measure(number=2, rounds=1, cases=("matched",), with_receiver=True)
+    assert set(handed) == {"matched"} and all(_seconds(value) for value in handed["matched"].values())
 
 
 def test_cold_start_benchmark_runs(capsys):

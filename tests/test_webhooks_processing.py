@@ -521,3 +521,19 @@ def test_with_or_without_a_receiver_of_the_payment_the_row_ends_the_same(make_ho
     assert handed == ["HAVNPayment"]
     assert rows[0] == rows[1]
     assert rows[0]["delivery_state"] == ("sent" if event_type == "commission.distributed" else "conversion_failed")
+
+
+def test_an_event_repeating_what_delivery_recorded_writes_nothing_to_the_payment(host: Any, client: Any) -> None:
+    """The usual commission.distributed follows HAVN's synchronous answer: the row is already right."""
+    from datetime import datetime
+
+    data = envelope()["data"]
+    payment_id = add_payment(host, delivery_state="sent", sent_at=datetime(2026, 1, 2, 3, 4, 5),
+                             havn_transaction_id="txn_abc", commissions=data["commissions"],
+                             total_commission=data["total_commission"])
+    before = payment_row(host, payment_id)
+    with record_signals(signals.commission_distributed) as sent:
+        assert post(client, envelope()).status_code == 200
+    assert payment_row(host, payment_id) == before  # updated_at included: no UPDATE ran
+    assert sent[0].kwargs["payment"].id == payment_id
+    assert event_rows(host)[EVT]["payment_id"] == payment_id

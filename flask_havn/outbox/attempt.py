@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 import sqlalchemy as sa
 import sqlalchemy.orm
 from flask import current_app
-from sqlalchemy.orm.attributes import set_committed_value
 
 from ..announce import announce
 from ..currency import Conversion, failure_details, parse_rate, rate_text, with_audit
@@ -49,7 +48,7 @@ from ..errors import (
     HAVNRateLimitError,
     HAVNValidationError,
 )
-from ..models import utcnow
+from ..models import loaded_values, show_committed, utcnow
 from ..rules import as_int
 from ..signals import conversion_failed, transaction_failed, transaction_sent
 
@@ -293,7 +292,7 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
     def write(state_now: str) -> bool:
         return bool(session.execute(by_state, {**mine, "state_now": state_now, **values}).rowcount == 1)
 
-    loaded = _loaded(payment)
+    loaded = loaded_values(payment)
     in_transaction_signal = False
     try:
         # First "sending" → target: if that moved the row, this attempt is the first to record its
@@ -312,7 +311,7 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
         if not in_transaction_signal:
             raise
         recorded = _conversion_receiver_failed(state, payment, worker_id, exc, finished)
-        return Attempt(payment=_showing(payment, loaded, recorded), state=recorded.get("delivery_state"),
+        return Attempt(payment=show_committed(payment, loaded, recorded), state=recorded.get("delivery_state"),
                        error=failure)
     if not held:
         session.refresh(payment)
@@ -320,7 +319,7 @@ def _record(state: "HAVNState", payment: Any, worker_id: str, result: Any, error
                        "recorded it first); this attempt's %s answer is dropped (HAVN's idempotency keeps it to "
                        "one transaction)", payment.id, worker_id, payment.delivery_state, target)
         return Attempt(payment=payment, state=None, error=failure)
-    _showing(payment, loaded, values)
+    show_committed(payment, loaded, values)
     logger.info("payment %s -> %s (attempt %s)%s", payment.id, target, payment.attempts,
                 f": {values['last_error']}" if values.get("last_error") else "")
     if failure is None:
@@ -337,24 +336,6 @@ def _held_row_updates(table: sa.Table) -> Tuple[Any, Any]:
     mine = (table.c.id == sa.bindparam("row_id"), table.c.claimed_by == sa.bindparam("worker"))
     return (table.update().where(*mine, table.c.delivery_state == sa.bindparam("state_now")),
             table.update().where(*mine))
-
-
-def _loaded(payment: Any) -> Dict[str, Any]:
-    """The attributes of ``payment`` loaded now (columns and its project), before a commit expires them."""
-    return dict(sa.inspect(payment).dict)
-
-
-def _showing(payment: Any, loaded: Mapping[str, Any], values: Mapping[str, Any]) -> Any:
-    """``payment`` showing what it held before the commit plus ``values``: what this attempt wrote.
-
-    After the commit another worker may already hold the row; re-reading it
-    would report that worker's ``sending`` as this attempt's outcome (and cost
-    a query nobody asked for). What was not loaded stays expired.
-    """
-    for key, value in {**loaded, **values}.items():
-        if not key.startswith("_"):
-            set_committed_value(payment, key, value)
-    return payment
 
 
 def _announce_conversion_failure(payment: Any) -> None:
