@@ -46,6 +46,16 @@ def _start_sandbox() -> Tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
+def _stop_sandbox(proc: subprocess.Popen) -> None:
+    """Ask the sandbox process to stop, wait for it, close its pipes."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    proc.wait(timeout=30)
+    proc.stdin.close()
+    proc.stdout.close()
+
+
 def _no_fsync(connection: Any, record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -123,10 +133,7 @@ def run(quick: bool, postgres_url: Optional[str] = None) -> None:
         else:
             print("drain on PostgreSQL: skipped (set HAVN_TEST_POSTGRES_URL, see .ci/postgres.sh)")
     finally:
-        assert proc.stdin is not None
-        proc.stdin.write("\n")
-        proc.stdin.flush()
-        proc.wait(timeout=30)
+        _stop_sandbox(proc)
 
 
 if __name__ == "__main__":

@@ -99,3 +99,24 @@ def test_a_failing_cold_start_program_is_an_error_not_a_figure():
 
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         bench_coldstart.measure(rounds=1, programs={"baseline": "1 / 0"})
+
+
+def test_drain_benchmark_runs(tmp_path, capsys):
+    from bench import bench_drain
+
+    proc, url = bench_drain._start_sandbox()
+    try:
+        bench_drain._measure(f"sqlite:///{tmp_path}/drain.sqlite", url, 12, 1, "SQLite")
+    finally:
+        bench_drain._stop_sandbox(proc)
+    out = capsys.readouterr().out
+    assert "drain 12 at +20 ms, SQLite" in out and "speed-up" in out and "goal ≥ 3×" in out
+
+
+def test_long_outbox_benchmark_runs(tmp_path):
+    from bench import bench_outbox
+
+    count = 2 * bench_outbox.WINDOW
+    app = bench_outbox._host(str(tmp_path), count)
+    windows = bench_outbox._timed_pass(app, bench_outbox._cursor_pass(app), count)
+    assert len(windows) == 2 and all(_seconds(value) for value in windows)
