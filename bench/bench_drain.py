@@ -23,8 +23,9 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_havn import HAVN
 from flask_havn.config import SANDBOX_API_KEY, SANDBOX_WEBHOOK_SECRET
-from flask_havn.models import utcnow
 from flask_havn.state import get_state
+
+from ._outbox_rows import add_payments
 
 LATENCY = 0.020
 _SERVER = """
@@ -85,12 +86,7 @@ def _host(url: str, database: str) -> Flask:
 
 def _record(app: Flask, count: int, tag: str) -> None:
     with app.app_context():
-        now = utcnow()
-        get_state().session.execute(
-            sa.text("INSERT INTO havn_payments (project_id, amount, currency, status, customer_email, payment_gateway, "
-                    "payment_gateway_transaction_id, delivery_state, attempts, created_at, updated_at) VALUES "
-                    "(1, 100, 'USD', 'completed', 'c@example.com', 'MANUAL', :gw, 'pending', 0, :now, :now)"),
-            [{"gw": f"drain-{tag}-{n}", "now": now} for n in range(count)])
+        add_payments(get_state().session, (f"drain-{tag}-{n}" for n in range(count)))
         get_state().session.commit()
 
 

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import sqlalchemy as sa
 from flask import Flask, jsonify, request
@@ -37,6 +37,7 @@ from flask_havn.signals import commission_distributed
 from flask_havn.webhook_testing import sample_event, sign_webhook
 from flask_havn.webhooks import get_receiver
 
+from ._outbox_rows import add_payments, add_project
 from ._timing import best_of_alternating
 
 SECRET = "whsec_YmVuY2htYXJrLXNlY3JldC0wMTIzNDU2Nzg5"
@@ -61,18 +62,10 @@ def _host(folder: str, payments: int, *, sync: bool = True) -> Tuple[Flask, Any]
     db = SQLAlchemy(app)
     HAVN(app, db=db)
 
-    class BareEvent(db.Model):  # type: ignore[name-defined]
-        """The bare route's row: the columns of ``havn_webhook_events``."""
-
-        __tablename__ = "bare_webhook_events"
-        id = sa.Column(sa.String(100), primary_key=True)
-        type = sa.Column(sa.String(100), nullable=False, index=True)
-        payload = sa.Column(sa.JSON, nullable=False)
-        test_mode = sa.Column(sa.Boolean, nullable=False, default=False)
-        status = sa.Column(sa.String(20), nullable=False, default="received", index=True)
-        attempts = sa.Column(sa.Integer, nullable=False, default=0)
-        event_created_at = sa.Column(sa.String(40), nullable=True)
-        received_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+    # The bare route's row: a table with the columns (and indexes) of havn_webhook_events.
+    with app.app_context():
+        table = app.extensions["havn"].models.WebhookEvent.__table__.to_metadata(db.metadata, name="bare_webhook_events")
+    BareEvent = type("BareEvent", (db.Model,), {"__table__": table})
 
     @app.post("/bare")
     def bare() -> Any:
@@ -87,15 +80,9 @@ def _host(folder: str, payments: int, *, sync: bool = True) -> Tuple[Flask, Any]
         if not sync:
             sa.event.listen(db.engine, "connect", _no_sync)
         db.create_all()
-        now = utcnow()
-        db.session.execute(sa.text("INSERT INTO havn_projects (name, sync_state, created_at, updated_at) "
-                                   "VALUES ('bench', 'synced', :now, :now)"), {"now": now})
-        db.session.execute(
-            sa.text("INSERT INTO havn_payments (project_id, amount, currency, status, customer_email, payment_gateway, "
-                    "payment_gateway_transaction_id, invoice_id, delivery_state, attempts, test_mode, created_at, "
-                    "updated_at) VALUES (1, 100000, 'USD', 'completed', 'c@example.com', 'STRIPE', :gw, :inv, "
-                    "'sent', 1, 0, :now, :now)"),
-            [{"gw": f"pi_bench_{n}", "inv": f"INV-{n}", "now": now} for n in range(payments)])
+        add_project(db.session)
+        add_payments(db.session, (f"pi_bench_{n}" for n in range(payments)), state="sent", amount=100000,
+                     invoices=True)
         db.session.commit()
     return app, BareEvent
 

@@ -24,6 +24,8 @@ from flask_havn.models import utcnow
 from flask_havn.outbox.claims import DuePass, claim, due, lease_seconds
 from flask_havn.state import get_state
 
+from ._outbox_rows import add_payments, add_project
+
 WINDOW = 500
 
 
@@ -38,14 +40,8 @@ def _host(folder: str, count: int) -> Flask:
         sa.event.listen(db.engine, "connect", _no_fsync)
         db.engine.dispose()
         db.create_all()
-        now = utcnow()
-        db.session.execute(sa.text("INSERT INTO havn_projects (name, sync_state, created_at, updated_at) "
-                                   "VALUES ('bench', 'synced', :now, :now)"), {"now": now})
-        db.session.execute(
-            sa.text("INSERT INTO havn_payments (project_id, amount, currency, status, customer_email, payment_gateway, "
-                    "payment_gateway_transaction_id, delivery_state, attempts, created_at, updated_at) VALUES "
-                    "(1, 100, 'USD', 'completed', 'c@example.com', 'MANUAL', :gw, 'pending', 0, :now, :now)"),
-            [{"gw": f"bench-{n}", "now": now} for n in range(count)])
+        add_project(db.session)
+        add_payments(db.session, (f"bench-{n}" for n in range(count)))
         db.session.commit()
     return app
 

@@ -27,9 +27,10 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_havn import HAVN
 from flask_havn.config import SANDBOX_API_KEY, SANDBOX_WEBHOOK_SECRET
-from flask_havn.models import utcnow
 from flask_havn.sandbox import SandboxServer
 from flask_havn.state import get_state
+
+from ._outbox_rows import add_payments, add_project
 
 CONCURRENCY = 4
 LATENCY = 0.020
@@ -49,15 +50,9 @@ def _fill(app: Flask, count: int) -> List[int]:
         db = app.extensions["sqlalchemy"]
         db.drop_all()
         db.create_all()
-        now = utcnow()
-        db.session.execute(sa.text("INSERT INTO havn_projects (name, sync_state, created_at, updated_at) "
-                                   "VALUES ('bench', 'synced', :now, :now)"), {"now": now})
+        add_project(db.session)
         tag = uuid.uuid4().hex[:8]
-        db.session.execute(
-            sa.text("INSERT INTO havn_payments (project_id, amount, currency, status, customer_email, payment_gateway, "
-                    "payment_gateway_transaction_id, delivery_state, attempts, created_at, updated_at) VALUES "
-                    "(1, 100, 'USD', 'completed', 'c@example.com', 'MANUAL', :gw, 'pending', 0, :now, :now)"),
-            [{"gw": f"bench-{tag}-{n}", "now": now} for n in range(count)])
+        add_payments(db.session, (f"bench-{tag}-{n}" for n in range(count)))
         db.session.commit()
         return [int(i) for i in db.session.execute(sa.text("SELECT id FROM havn_payments ORDER BY id")).scalars()]
 
