@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import sqlalchemy as sa
 from flask import Flask
@@ -106,14 +106,17 @@ def _worker(settings: Dict[str, Any], broker: str, log: Path) -> "subprocess.Pop
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def run(quick: bool) -> None:
+def run(quick: bool, *, redis_url: Optional[str] = None, database: Optional[str] = None,
+        count: Optional[int] = None, rounds: Optional[int] = None) -> None:
+    """Print the figure; ``count``/``rounds`` override the mode's (the smoke test runs a few payments)."""
     name = "queue: drain via Celery x4 vs built-in x4"
-    redis_url, database = os.environ.get("HAVN_TEST_REDIS_URL"), os.environ.get("HAVN_TEST_POSTGRES_URL")
+    redis_url = redis_url or os.environ.get("HAVN_TEST_REDIS_URL")
+    database = database or os.environ.get("HAVN_TEST_POSTGRES_URL")
     if not redis_url or not database:
         print(f"{name:<44} skipped: needs HAVN_TEST_REDIS_URL and HAVN_TEST_POSTGRES_URL (.ci/redis.sh, "
               ".ci/postgres.sh)")
         return
-    count, rounds = (200, 1) if quick else (2_000, 2)
+    count, rounds = (count or 200, rounds or 1) if quick else (count or 2_000, rounds or 2)
     from celery import Celery
 
     with SandboxServer(config={"HAVN_SANDBOX_SEED": 3, "HAVN_SANDBOX_RATE_LIMITS": UNLIMITED}) as server, \

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _queue_helpers import POSTGRES_URL, REDIS_URL  # noqa: E402  (read at import: the tests' environment has no HAVN_*)
 from bench import bench_bulk, bench_client, bench_ingest, bench_transport, bench_webhooks  # noqa: E402
 
 
@@ -120,3 +121,14 @@ def test_long_outbox_benchmark_runs(tmp_path):
     app = bench_outbox._host(str(tmp_path), count)
     windows = bench_outbox._timed_pass(app, bench_outbox._cursor_pass(app), count)
     assert len(windows) == 2 and all(_seconds(value) for value in windows)
+
+
+def test_queue_benchmark_runs(capsys):
+    """Celery workers on Redis and PostgreSQL, as CI has them (skipped elsewhere; CI refuses skips)."""
+    if REDIS_URL is None or POSTGRES_URL is None:
+        pytest.skip("needs HAVN_TEST_REDIS_URL and HAVN_TEST_POSTGRES_URL (.ci/redis.sh, .ci/postgres.sh)")
+    from bench import bench_queue
+
+    bench_queue.run(True, redis_url=REDIS_URL, database=POSTGRES_URL, count=8, rounds=1)
+    out = capsys.readouterr().out
+    assert "queue: drain via Celery x4 vs built-in x4 (8)" in out and "ratio" in out and "goal ≤ 1.5" in out
