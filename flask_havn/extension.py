@@ -374,8 +374,14 @@ def _deliver_sandbox_events_in_process(app: Flask, state: HAVNState) -> None:
 
     from .sandbox.adapter import WSGIAdapter
 
+    def one_at_a_time(environ: Any, start_response: Any) -> Any:
+        # On a database every thread shares (in-memory SQLite) a delivery attempt holds this lock
+        # (HAVNState.shared_connection): the event waits for it instead of interleaving with it.
+        with state.in_process_lock:
+            return list(app(environ, start_response))
+
     session = requests.Session()
-    session.mount(_HOST_URL, WSGIAdapter(app))
+    session.mount(_HOST_URL, WSGIAdapter(one_at_a_time))
     assert state.sandbox_app is not None
     state.sandbox_app.extensions["havn_sandbox"].dispatcher.session = session
     state.sandbox_delivery_session = session

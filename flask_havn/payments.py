@@ -174,6 +174,10 @@ class Payments:
         the host's other pending rows (an order added in the same request) stay
         and are committed, and ``created`` is ``False``.
         """
+        with self._state.shared_connection():  # in-memory SQLite: the sandbox's events wait for this call
+            return self._record_or_get(project, amount, currency, **fields)
+
+    def _record_or_get(self, project: Any, amount: Any, currency: Any = "USD", **fields: Any) -> Recorded:
         unknown = sorted(set(fields) - set(PAYMENT_FIELDS))
         if unknown:
             raise TypeError(f"record() got unexpected keyword argument(s): {', '.join(unknown)}")

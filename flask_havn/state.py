@@ -9,11 +9,14 @@ never share anything.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional, Tuple
 
 from flask import Flask, current_app
+from sqlalchemy.pool import StaticPool
 
 from .config import HAVNConfig
 from .currency import RateProvider, resolve_rate
@@ -76,6 +79,20 @@ class HAVNState:
     #: The task queue payments are delivered through (``HAVN_DELIVERY`` ``"celery"``/``"rq"``), else ``None``.
     queue: Optional["TaskQueue"] = field(default=None, repr=False)
     _services: Optional[Tuple["Projects", "Payments", "Outbox"]] = field(default=None, repr=False)
+    #: Taken by the embedded sandbox's in-process event deliveries, and by delivery attempts when the
+    #: host's database is one connection shared by every thread (see :meth:`shared_connection`).
+    in_process_lock: "threading.RLock" = field(default_factory=threading.RLock, repr=False)
+
+    def shared_connection(self) -> ContextManager[Any]:
+        """:attr:`in_process_lock` when the host's database is one connection every thread shares
+        (in-memory SQLite: Flask-SQLAlchemy's ``StaticPool``), else a no-op.
+
+        The embedded sandbox delivers its events to this app on a thread of its own; on such a
+        database its transaction and a delivery attempt's would interleave on the one connection.
+        """
+        if self.sandbox_app is None or self.db is None or not isinstance(self.db.engine.pool, StaticPool):
+            return nullcontext()
+        return self.in_process_lock
 
     def close(self) -> None:
         """Close the pooled connections (and the embedded sandbox); for tests and shutdown."""

@@ -254,6 +254,11 @@ def attempt(state: "HAVNState", payment_id: int, worker_id: str, *, now: Optiona
     row), nor for a signal receiver that raised (that is logged); only a
     database failure escapes, and the claim's lease then frees the row.
     """
+    with state.shared_connection():
+        return _attempt(state, payment_id, worker_id, now)
+
+
+def _attempt(state: "HAVNState", payment_id: int, worker_id: str, now: Optional[datetime]) -> Attempt:
     session = state.session
     Payment = state.models.Payment  # type: ignore[union-attr]
     # Fresh from the database (the claim just committed), with its project in the same query.
