@@ -7,23 +7,14 @@
 # Idempotent: a second run installs nothing. Everything else it says goes to stderr.
 set -euo pipefail
 
-log() { echo "chromium.sh: $*" >&2; }
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
-    else
-        log "run as root or install sudo: installing Chromium needs root"
-        exit 1
-    fi
-fi
+NAME="chromium.sh"
+NEEDS_ROOT="installing Chromium"
+# shellcheck source=.ci/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     log "installing chromium and chromium-driver from Debian's packages"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        chromium chromium-driver fonts-dejavu-core >&2
+    debian_install --no-install-recommends chromium chromium-driver fonts-dejavu-core
 fi
 
 if ! /usr/bin/chromium --version >&2; then

@@ -15,28 +15,20 @@ ROLE="havn"
 PASSWORD="havn"
 DATABASE="${HAVN_TEST_POSTGRES_DATABASE:-havn_test}"   # another name keeps parallel runs apart
 
-log() { echo "postgres.sh: $*" >&2; }
+NAME="postgres.sh"
+NEEDS_ROOT="installing and starting PostgreSQL"
+# shellcheck source=.ci/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 if ! [[ "$DATABASE" =~ ^[a-z_][a-z0-9_]*$ ]]; then
     log "HAVN_TEST_POSTGRES_DATABASE must be a plain lower-case name, not '$DATABASE'"
     exit 1
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
-    else
-        log "run as root or install sudo: installing and starting PostgreSQL needs root"
-        exit 1
-    fi
-fi
-
 if ! command -v pg_createcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     log "installing PostgreSQL from Debian's packages"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
     # The Debian package creates and starts a default cluster; we use our own.
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    debian_install postgresql
 fi
 
 VERSION="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"

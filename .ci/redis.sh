@@ -13,22 +13,14 @@ set -euo pipefail
 PORT="${HAVN_TEST_REDIS_PORT:-63790}"
 DIR="/var/lib/havn-test-redis-$PORT"
 
-log() { echo "redis.sh: $*" >&2; }
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
-    else
-        log "run as root or install sudo: installing and starting Redis needs root"
-        exit 1
-    fi
-fi
+NAME="redis.sh"
+NEEDS_ROOT="installing and starting Redis"
+# shellcheck source=.ci/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     log "installing redis-server from Debian's packages"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2
+    debian_install --no-install-recommends redis-server
 fi
 
 ping() { redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null || true; }
